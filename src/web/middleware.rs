@@ -1,0 +1,149 @@
+//! The outermost middleware: request ids, the access log, and the mapping of
+//! every error (and every bare error status) to a proper page or JSON body.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::PathPattern;
+use poem::http::{HeaderValue, StatusCode};
+use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+
+use super::AppState;
+use super::errors;
+
+/// Header carrying the request id, in and out.
+pub const REQUEST_ID_HEADER: &str = "x-request-id";
+const MAX_REQUEST_ID_LEN: usize = 64;
+
+/// The id of the current request (incoming `X-Request-Id` if it is short and
+/// printable, otherwise freshly generated), available as request data.
+#[derive(Debug, Clone)]
+pub struct RequestId(pub Arc<str>);
+
+impl RequestId {
+    fn from_request(req: &Request) -> RequestId {
+        let incoming = req.header(REQUEST_ID_HEADER).filter(|id| {
+            !id.is_empty()
+                && id.len() <= MAX_REQUEST_ID_LEN
+                && id.bytes().all(|b| b.is_ascii_graphic())
+        });
+        match incoming {
+            Some(id) => RequestId(id.into()),
+            None => RequestId(new_request_id().into()),
+        }
+    }
+}
+
+/// 16 random hex digits: unique enough to find one request in the logs.
+fn new_request_id() -> String {
+    use rand::Rng as _;
+    format!("{:016x}", rand::thread_rng().r#gen::<u64>())
+}
+
+/// Middleware factory; see the module docs.
+#[derive(Debug, Clone)]
+pub struct RequestLog {
+    state: Arc<AppState>,
+}
+
+impl RequestLog {
+    /// Creates the middleware.
+    pub fn new(state: Arc<AppState>) -> Self {
+        Self { state }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for RequestLog {
+    type Output = RequestLogEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        RequestLogEndpoint {
+            inner: ep,
+            state: self.state.clone(),
+        }
+    }
+}
+
+/// Endpoint produced by [`RequestLog`].
+#[derive(Debug)]
+pub struct RequestLogEndpoint<E> {
+    inner: E,
+    state: Arc<AppState>,
+}
+
+/// Size of a response body when it is known up front (full bodies).
+fn body_size(resp: &mut Response) -> Option<u64> {
+    let body: http_body_util::combinators::BoxBody<_, _> = resp.take_body().into();
+    let size = http_body::Body::size_hint(&body).exact();
+    resp.set_body(poem::Body::from(body));
+    size
+}
+
+impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let start = Instant::now();
+        let id = RequestId::from_request(&req);
+        let method = req.method().clone();
+        let html = errors::wants_html(&req);
+        req.set_data(id.clone());
+
+        let (mut resp, route, failure) = match self.inner.call(req).await {
+            Ok(resp) => {
+                let mut resp = resp.into_response();
+                let route = resp.data::<PathPattern>().map(|p| p.0.clone());
+                let panicked = resp.data::<errors::Panicked>().is_some();
+                let status = resp.status();
+                let failure = panicked.then(|| "handler panicked".to_owned());
+                if (status.is_client_error() || status.is_server_error())
+                    && body_size(&mut resp) == Some(0)
+                {
+                    let (code, message) = errors::describe(status, method.as_str());
+                    resp = errors::render(&self.state, html, status, code, &message, &id.0);
+                }
+                (resp, route, failure)
+            }
+            Err(err) => {
+                let route = err.data::<PathPattern>().map(|p| p.0.clone());
+                let status = err.status();
+                let (code, described) = errors::describe(status, method.as_str());
+                let (message, failure) = if status.is_server_error() {
+                    (described, Some(err.to_string()))
+                } else if matches!(
+                    status,
+                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
+                ) {
+                    (described, None)
+                } else {
+                    let mut text = err.to_string();
+                    text.truncate(300);
+                    (text, None)
+                };
+                let resp = errors::render(&self.state, html, status, code, &message, &id.0);
+                (resp, route, failure)
+            }
+        };
+
+        if let Ok(value) = HeaderValue::from_str(&id.0) {
+            resp.headers_mut().insert(REQUEST_ID_HEADER, value);
+        }
+        let status = resp.status().as_u16();
+        let bytes = body_size(&mut resp);
+        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
+        let route = route.as_deref().unwrap_or("unmatched");
+        match failure {
+            Some(error) => tracing::error!(
+                target: "access",
+                request_id = %id.0, method = %method, route, status, latency_ms, bytes, error,
+                "request failed"
+            ),
+            None => tracing::info!(
+                target: "access",
+                request_id = %id.0, method = %method, route, status, latency_ms, bytes,
+                "request"
+            ),
+        }
+        Ok(resp)
+    }
+}

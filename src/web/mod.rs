@@ -1,0 +1,45 @@
+//! The web layer: routes, pages, middleware and the mapping of errors to
+//! responses. Handlers get the shared [`AppState`] as request data.
+
+pub mod errors;
+pub mod middleware;
+pub mod pages;
+pub mod session;
+pub mod templates;
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use poem::middleware::CatchPanic;
+use poem::{EndpointExt, IntoEndpoint, Route, get};
+
+use crate::config::Config;
+use templates::Templates;
+
+/// What every handler may need, built once at start-up.
+#[derive(Debug)]
+pub struct AppState {
+    /// The validated configuration.
+    pub config: Config,
+    /// Compiled page templates.
+    pub templates: Templates,
+    /// When the service started.
+    pub started: Instant,
+}
+
+/// Builds the whole application: routes plus middleware, outermost last.
+pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
+    let session = session::SessionMiddleware::new(state.config.session_key.secret())?;
+    let routes = Route::new()
+        .at("/", get(pages::home).head(pages::home))
+        .at("/login", get(pages::login))
+        .at(
+            "/static/style.css",
+            get(pages::stylesheet).head(pages::stylesheet),
+        );
+    Ok(routes
+        .with(session)
+        .with(CatchPanic::new().with_handler(errors::PanicPage))
+        .with(middleware::RequestLog::new(state.clone()))
+        .data(state))
+}

@@ -1,0 +1,10 @@
+//! User journeys against the real service: one integration binary, a
+//! `TestApp` started in-process on port 0, and the real executable for what
+//! only a process can show (exit codes, stdout, signals).
+
+// A panic is how a test fails: unwrapping is the assertion here.
+#![allow(clippy::unwrap_used)]
+
+mod helpers;
+mod home;
+mod process;

@@ -1,0 +1,401 @@
+//! The real executable, as an operator runs it: start-up rules, `check`,
+//! `--help`, JSON logs on stdout and graceful shutdown on SIGTERM.
+
+use std::io::{BufRead as _, BufReader, Read as _, Write as _};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+const BIN: &str = env!("CARGO_BIN_EXE_hello-oauth");
+const SECRET: &str = "s3cr3t-consumer-VALUE-do-not-print";
+const KEY: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+
+/// The executable with an empty environment plus `vars`.
+fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.args(args).env_clear();
+    for (k, v) in vars {
+        cmd.env(k, v);
+    }
+    cmd.stdin(Stdio::null());
+    cmd
+}
+
+struct Running {
+    child: Child,
+    port: u16,
+    lines: mpsc::Receiver<String>,
+    seen: Vec<String>,
+}
+
+impl Running {
+    /// Starts `serve` on a free loopback port and waits for the start-up line.
+    fn start(vars: &[(&str, &str)]) -> Running {
+        let mut all = vec![("PORT", "0"), ("TOOL_BIND_ADDRESS", "127.0.0.1")];
+        all.extend_from_slice(vars);
+        let mut child = command(&["serve"], &all)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("the binary starts");
+        let stdout = child.stdout.take().expect("stdout");
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut seen = Vec::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            let line = rx
+                .recv_timeout(deadline.saturating_duration_since(Instant::now()))
+                .expect("the service logs its start-up");
+            let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+            seen.push(line);
+            if json["message"] == "hello-oauth started" {
+                let addr = json["address"].as_str().expect("address");
+                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            }
+        };
+        Running {
+            child,
+            port,
+            lines: rx,
+            seen,
+        }
+    }
+
+    fn sigterm(&self) {
+        let ok = Command::new("kill")
+            .args(["-TERM", &self.child.id().to_string()])
+            .status()
+            .expect("kill runs")
+            .success();
+        assert!(ok);
+    }
+
+    /// Waits for the exit and returns its code plus every stdout line.
+    fn wait(mut self, limit: Duration) -> (Option<i32>, Vec<String>) {
+        let deadline = Instant::now() + limit;
+        let status = loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                break status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the service did not exit within {limit:?}"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        while let Ok(line) = self.lines.recv_timeout(Duration::from_millis(500)) {
+            self.seen.push(line);
+        }
+        (status.code(), self.seen)
+    }
+}
+
+fn get(port: u16, path: &str) -> String {
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut out = String::new();
+    stream.read_to_string(&mut out).unwrap();
+    out
+}
+
+#[test]
+fn with_nothing_configured_the_service_starts_warns_and_serves_the_home_page() {
+    let running = Running::start(&[]);
+
+    let page = get(running.port, "/");
+    assert!(page.starts_with("HTTP/1.1 200"), "{page}");
+    assert!(page.contains("Hello World!"));
+
+    running.sigterm();
+    let (code, lines) = running.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("WARN") && l.contains("TOOL_SESSION_KEY")),
+        "a warning about the ephemeral key: {lines:#?}"
+    );
+    for line in &lines {
+        let json: serde_json::Value =
+            serde_json::from_str(line).expect("every stdout line is JSON");
+        for field in ["timestamp", "level", "message", "target"] {
+            assert!(json.get(field).is_some(), "{field} missing in {line}");
+        }
+    }
+    let access = lines
+        .iter()
+        .map(|l| serde_json::from_str::<serde_json::Value>(l).unwrap())
+        .find(|j| j["target"] == "access")
+        .expect("an access-log line");
+    assert_eq!(access["method"], "GET");
+    assert_eq!(access["route"], "/");
+    assert_eq!(access["status"], 200);
+    assert!(access["latency_ms"].is_number());
+    assert!(access["bytes"].as_u64().unwrap() > 100);
+    assert_eq!(access["request_id"].as_str().unwrap().len(), 16);
+}
+
+#[test]
+fn a_consumer_without_a_session_key_refuses_to_start_and_names_the_variable() {
+    let out = command(
+        &["serve"],
+        &[
+            ("TOOL_OAUTH_CONSUMER_KEY", "abc123"),
+            ("TOOL_OAUTH_CONSUMER_SECRET", SECRET),
+        ],
+    )
+    .output()
+    .unwrap();
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("TOOL_SESSION_KEY: is not set"), "{stderr}");
+    assert!(!stderr.contains(SECRET));
+    assert!(out.stdout.is_empty(), "nothing logged, nothing bound");
+}
+
+#[test]
+fn every_invalid_value_is_reported_at_once_without_echoing_secrets() {
+    let short_key = "short-but-SECRET";
+    let out = command(
+        &["serve"],
+        &[
+            ("PORT", "eighty"),
+            ("TOOL_OAUTH_MWURI", "meta.wikimedia.org/w/index.php"),
+            ("TOOL_OAUTH_CONSUMER_SECRET", SECRET),
+            ("TOOL_SESSION_KEY", short_key),
+            ("LOG_FORMAT", "xml"),
+            ("TOOL_DRAIN_SECONDS", "60"),
+            ("TOOL_PUBLIC_URL", "ftp://example.org/"),
+        ],
+    )
+    .output()
+    .unwrap();
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    for var in [
+        "PORT:",
+        "TOOL_OAUTH_MWURI:",
+        "TOOL_OAUTH_CONSUMER_KEY: is not set",
+        "TOOL_SESSION_KEY: is too short",
+        "LOG_FORMAT:",
+        "TOOL_DRAIN_SECONDS:",
+        "TOOL_PUBLIC_URL:",
+    ] {
+        assert!(stderr.contains(var), "{var} missing from:\n{stderr}");
+    }
+    assert!(!stderr.contains(SECRET), "{stderr}");
+    assert!(!stderr.contains(short_key), "{stderr}");
+    assert!(
+        !stderr.contains("panicked") && !stderr.contains("RUST_BACKTRACE"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn check_prints_every_setting_with_its_source_and_redacts_secrets() {
+    let out = command(
+        &["check", "--greeting", "Hi there"],
+        &[
+            ("TOOL_OAUTH_CONSUMER_KEY", "abc123"),
+            ("TOOL_OAUTH_CONSUMER_SECRET", SECRET),
+            ("TOOL_SESSION_KEY", KEY),
+            ("TOOL_DATA_DIR", "/data/project/my-tool"),
+            ("PORT", "8001"),
+        ],
+    )
+    .output()
+    .unwrap();
+
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let row = |name: &str| {
+        stdout
+            .lines()
+            .find(|l| l.starts_with(&format!("{name} ")))
+            .unwrap_or_else(|| panic!("{name} missing from:\n{stdout}"))
+            .split_whitespace()
+            .skip(1)
+            .collect::<Vec<_>>()
+            .join(" ")
+    };
+    assert_eq!(row("PORT"), "env 8001");
+    assert_eq!(row("TOOL_GREETING"), "flag Hi there");
+    assert_eq!(row("TOOL_BIND_ADDRESS"), "default 0.0.0.0");
+    assert_eq!(row("TOOL_NAME"), "derived my-tool");
+    assert_eq!(row("TOOL_OAUTH_CONSUMER_SECRET"), "env [redacted]");
+    assert_eq!(row("TOOL_SESSION_KEY"), "env [redacted]");
+    assert!(!stdout.contains(SECRET) && !stdout.contains(KEY));
+}
+
+#[test]
+fn check_with_a_broken_environment_fails() {
+    let out = command(
+        &["check"],
+        &[
+            ("PORT", "-1"),
+            (
+                "TOOL_SESSION_KEY",
+                "aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa",
+            ),
+        ],
+    )
+    .output()
+    .unwrap();
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(stderr.contains("PORT:"), "{stderr}");
+    assert!(
+        stderr.contains("TOOL_SESSION_KEY: does not look random"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn help_documents_every_variable_without_showing_secret_values() {
+    let out = command(
+        &["serve", "--help"],
+        &[
+            ("TOOL_OAUTH_CONSUMER_SECRET", SECRET),
+            ("TOOL_SESSION_KEY", KEY),
+        ],
+    )
+    .output()
+    .unwrap();
+
+    assert!(out.status.success());
+    let help = String::from_utf8_lossy(&out.stdout);
+    for var in [
+        "PORT",
+        "TOOL_BIND_ADDRESS",
+        "TOOL_GREETING",
+        "TOOL_OAUTH_MWURI",
+        "TOOL_OAUTH_CONSUMER_KEY",
+        "TOOL_OAUTH_CONSUMER_SECRET",
+        "TOOL_SESSION_KEY",
+        "TOOL_NAME",
+        "TOOL_DATA_DIR",
+        "TOOL_CONTACT",
+        "TOOL_PUBLIC_URL",
+        "RUST_LOG",
+        "LOG_FORMAT",
+        "TOOL_DRAIN_SECONDS",
+    ] {
+        assert!(help.contains(var), "{var} missing from --help");
+    }
+    assert!(!help.contains(SECRET) && !help.contains(KEY));
+}
+
+#[test]
+fn generate_key_prints_a_key_that_check_accepts() {
+    let out = command(&["generate-key"], &[]).output().unwrap();
+    let key = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    assert!(key.len() >= 32);
+
+    let check = command(&["check"], &[("TOOL_SESSION_KEY", &key)])
+        .output()
+        .unwrap();
+    assert_eq!(
+        check.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&check.stderr)
+    );
+}
+
+#[test]
+fn sigterm_during_a_slow_request_lets_it_finish_then_exits_zero() {
+    let running = Running::start(&[]);
+    let mut slow = TcpStream::connect(("127.0.0.1", running.port)).unwrap();
+    // A slow client: the request head arrives in two parts, around SIGTERM.
+    write!(slow, "GET / HTTP/1.1\r\nHost: localhost\r\n").unwrap();
+    slow.flush().unwrap();
+    std::thread::sleep(Duration::from_millis(200));
+
+    running.sigterm();
+    std::thread::sleep(Duration::from_millis(500));
+    write!(slow, "Connection: close\r\n\r\n").unwrap();
+    let mut response = String::new();
+    slow.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    slow.read_to_string(&mut response).unwrap();
+
+    assert!(
+        response.starts_with("HTTP/1.1 200"),
+        "in-flight request finished: {response:?}"
+    );
+    assert!(response.contains("Hello World!"));
+    let (code, lines) = running.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(lines.iter().any(|l| l.contains("hello-oauth stopped")));
+}
+
+#[test]
+fn text_logs_are_for_people() {
+    let running = Running::start_text();
+    running.sigterm();
+    let (code, lines) = running.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+    assert!(
+        lines
+            .iter()
+            .any(|l| l.contains("hello-oauth started") && !l.starts_with('{')),
+        "{lines:#?}"
+    );
+}
+
+impl Running {
+    fn start_text() -> Running {
+        let mut child = command(
+            &["serve"],
+            &[
+                ("PORT", "0"),
+                ("TOOL_BIND_ADDRESS", "127.0.0.1"),
+                ("LOG_FORMAT", "text"),
+            ],
+        )
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+        let stdout = child.stdout.take().unwrap();
+        let (tx, rx) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                let _ = tx.send(line);
+            }
+        });
+        let mut seen = Vec::new();
+        while let Ok(line) = rx.recv_timeout(Duration::from_secs(20)) {
+            let done = line.contains("hello-oauth started");
+            seen.push(line);
+            if done {
+                break;
+            }
+        }
+        Running {
+            child,
+            port: 0,
+            lines: rx,
+            seen,
+        }
+    }
+}
