@@ -35,6 +35,7 @@ impl App {
         let state = Arc::new(AppState {
             templates: web::templates::Templates::new().context("compiling the templates")?,
             started: Instant::now(),
+            http: crate::http::client(&config).context("building the HTTP client")?,
             config,
         });
         let acceptor = TcpListener::bind(state.config.bind)

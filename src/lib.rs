@@ -3,6 +3,7 @@
 
 pub mod app;
 pub mod config;
+pub mod http;
 pub mod telemetry;
 pub mod web;
 

@@ -25,6 +25,8 @@ pub struct AppState {
     pub templates: Templates,
     /// When the service started.
     pub started: Instant,
+    /// The one outgoing HTTP client (see [`crate::http`]).
+    pub http: reqwest::Client,
 }
 
 /// Builds the whole application: routes plus middleware, outermost last.
