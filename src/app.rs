@@ -11,6 +11,8 @@ use poem::Server;
 use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 
 use crate::config::{Config, SessionKey};
+use crate::readiness::{self, WikiProbe};
+use crate::telemetry::metrics::Metrics;
 use crate::web::{self, AppState};
 
 /// A bound, ready-to-run service.
@@ -36,6 +38,8 @@ impl App {
             templates: web::templates::Templates::new().context("compiling the templates")?,
             started: Instant::now(),
             http: crate::http::client(&config).context("building the HTTP client")?,
+            metrics: Metrics::new(&config.tool_name).context("setting up the metrics")?,
+            wiki_probe: Arc::new(WikiProbe::new(config.readiness_interval)),
             config,
         });
         let acceptor = TcpListener::bind(state.config.bind)
@@ -82,11 +86,19 @@ impl App {
             wiki = %config.mwuri,
             oauth_configured = config.oauth_configured(),
             session_key = if matches!(config.session_key, SessionKey::Configured(_)) { "configured" } else { "ephemeral" },
+            metrics_token = if config.metrics_token.is_some() { "configured" } else { "unset" },
+            readiness_interval_seconds = config.readiness_interval.map_or(0, |i| i.as_secs()),
             "hello-oauth started"
         );
         let drain = config.drain_timeout;
         let app = web::app(self.state.clone())?;
-        Server::new_with_acceptor(self.acceptor)
+        let prober = tokio::spawn(readiness::run(
+            self.state.http.clone(),
+            config.mwuri.clone(),
+            self.state.wiki_probe.clone(),
+            self.state.metrics.clone(),
+        ));
+        let served = Server::new_with_acceptor(self.acceptor)
             .run_with_graceful_shutdown(
                 app,
                 async move {
@@ -99,7 +111,10 @@ impl App {
                 Some(drain),
             )
             .await
-            .context("serving")?;
+            .context("serving");
+        prober.abort();
+        let _ = prober.await;
+        served?;
         tracing::info!("hello-oauth stopped");
         Ok(())
     }

@@ -24,6 +24,10 @@ pub const DEFAULT_GREETING: &str = "Hello World!";
 pub const MIN_SESSION_KEY_LEN: usize = 32;
 /// Longest drain time accepted: Kubernetes kills the pod after 30 s.
 const MAX_DRAIN_SECONDS: u64 = 25;
+/// Minimum length of `TOOL_METRICS_TOKEN`, in bytes.
+pub const MIN_METRICS_TOKEN_LEN: usize = 16;
+/// Longest readiness probe interval accepted.
+const MAX_READINESS_INTERVAL_SECONDS: u64 = 3600;
 
 /// Environment variable names, in one place so that messages, `--help`,
 /// `check` and the documentation agree.
@@ -42,6 +46,8 @@ pub mod var {
     pub const LOG_FILTER: &str = "RUST_LOG";
     pub const LOG_FORMAT: &str = "LOG_FORMAT";
     pub const DRAIN_SECONDS: &str = "TOOL_DRAIN_SECONDS";
+    pub const METRICS_TOKEN: &str = "TOOL_METRICS_TOKEN";
+    pub const READINESS_INTERVAL: &str = "TOOL_READINESS_INTERVAL_SECONDS";
 }
 
 /// Text appended to `--help`: the settings that have no flag.
@@ -51,6 +57,8 @@ Secrets are read from the environment only (never from flags, which other users 
   TOOL_OAUTH_CONSUMER_SECRET  OAuth consumer secret [secret]
   TOOL_SESSION_KEY            Key for the encrypted session cookie [secret]: at least 32 bytes,
                               the same on every replica; `hello-oauth generate-key` makes one
+  TOOL_METRICS_TOKEN          Bearer token that /metrics then requires [secret]: at least 16
+                              bytes; /metrics is open when it is not set
   TOOL_DATA_DIR               Set by Toolforge; TOOL_NAME defaults to its last path segment
 
 With no configuration at all the service starts on port 8000 with an ephemeral session key
@@ -92,6 +100,13 @@ pub struct ConfigArgs {
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long = "drain-seconds", env = var::DRAIN_SECONDS, default_value = "10")]
     pub drain_seconds: String,
+    /// Seconds between background checks that the wiki answers (for /readyz); 0 turns them off
+    #[arg(
+        long = "readiness-interval-seconds",
+        env = var::READINESS_INTERVAL,
+        default_value = "60"
+    )]
+    pub readiness_interval_seconds: String,
 }
 
 /// Where a setting's value came from.
@@ -215,6 +230,11 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `TOOL_DRAIN_SECONDS`.
     pub drain_timeout: Duration,
+    /// `TOOL_METRICS_TOKEN`: when set, `/metrics` requires it as a bearer token.
+    pub metrics_token: Option<SecretString>,
+    /// `TOOL_READINESS_INTERVAL_SECONDS`: how often the wiki is probed for
+    /// `/readyz`; `None` (0) turns the probe off.
+    pub readiness_interval: Option<Duration>,
     /// Where each setting came from, for `check` and the start-up log.
     pub sources: Vec<(&'static str, Source, String)>,
 }
@@ -567,8 +587,73 @@ impl Config {
             args.drain_seconds.clone(),
         ));
 
-        match (problems.is_empty(), port, ip, mwuri, drain_timeout) {
-            (true, Some(port), Some(ip), Some(mwuri), Some(drain_timeout)) => Ok(Config {
+        let metrics_token = env_var(var::METRICS_TOKEN, &mut problems).map(SecretString::from);
+        if let Some(token) = &metrics_token {
+            let token = token.expose_secret();
+            if token.len() < MIN_METRICS_TOKEN_LEN {
+                problems.push(Problem {
+                    var: var::METRICS_TOKEN,
+                    message: format!(
+                        "is too short ({} bytes): use at least {MIN_METRICS_TOKEN_LEN} random \
+                         bytes, e.g. from `hello-oauth generate-key`",
+                        token.len()
+                    ),
+                });
+            } else if token
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || !c.is_ascii())
+            {
+                problems.push(Problem {
+                    var: var::METRICS_TOKEN,
+                    message: "must be printable ASCII without spaces (it travels in an \
+                              Authorization header)"
+                        .into(),
+                });
+            }
+        }
+        sources.push((
+            var::METRICS_TOKEN,
+            present(metrics_token.is_some()),
+            redacted(metrics_token.is_some()),
+        ));
+
+        let readiness_interval = match args.readiness_interval_seconds.trim().parse::<u64>() {
+            Ok(0) => Some(None),
+            Ok(s) if s <= MAX_READINESS_INTERVAL_SECONDS => Some(Some(Duration::from_secs(s))),
+            _ => {
+                problems.push(Problem {
+                    var: var::READINESS_INTERVAL,
+                    message: format!(
+                        "must be a whole number of seconds from 0 (no wiki probe) to \
+                         {MAX_READINESS_INTERVAL_SECONDS}, not {:?}",
+                        args.readiness_interval_seconds
+                    ),
+                });
+                None
+            }
+        };
+        sources.push((
+            var::READINESS_INTERVAL,
+            source_of(matches, "readiness_interval_seconds"),
+            args.readiness_interval_seconds.clone(),
+        ));
+
+        match (
+            problems.is_empty(),
+            port,
+            ip,
+            mwuri,
+            drain_timeout,
+            readiness_interval,
+        ) {
+            (
+                true,
+                Some(port),
+                Some(ip),
+                Some(mwuri),
+                Some(drain_timeout),
+                Some(readiness_interval),
+            ) => Ok(Config {
                 bind: std::net::SocketAddr::new(ip, port),
                 greeting: args.greeting.clone(),
                 mwuri,
@@ -580,6 +665,8 @@ impl Config {
                 log_filter: args.log_filter.clone(),
                 log_format,
                 drain_timeout,
+                metrics_token,
+                readiness_interval,
                 sources,
             }),
             _ => Err(Problems(problems)),
@@ -587,7 +674,9 @@ impl Config {
     }
 
     /// A configuration for tests and embedding: defaults everywhere, port 0
-    /// on loopback, an ephemeral session key, no consumer.
+    /// on loopback, an ephemeral session key, no consumer, no metrics token,
+    /// and no background wiki probe (a test that wants one points `mwuri`
+    /// at a fake wiki on loopback and sets `readiness_interval`).
     pub fn for_tests() -> Config {
         Config {
             bind: std::net::SocketAddr::from(([127, 0, 0, 1], 0)),
@@ -601,6 +690,8 @@ impl Config {
             log_filter: "info".into(),
             log_format: LogFormat::Json,
             drain_timeout: Duration::from_secs(10),
+            metrics_token: None,
+            readiness_interval: None,
             sources: Vec::new(),
         }
     }

@@ -27,6 +27,8 @@ enum Command {
     Check(ConfigArgs),
     /// Print a new random value for TOOL_SESSION_KEY
     GenerateKey,
+    /// Print the OpenAPI document of the JSON API (what /openapi.json serves)
+    Openapi,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +56,10 @@ fn main() -> ExitCode {
         },
         Some(Command::GenerateKey) => {
             println!("{}", config::generate_session_key());
+            ExitCode::SUCCESS
+        }
+        Some(Command::Openapi) => {
+            print!("{}", hello_oauth::web::api::document());
             ExitCode::SUCCESS
         }
     }

@@ -1,6 +1,10 @@
-//! Logging set-up: one JSON object per line on stdout in production, readable
-//! text for a person at a terminal. Metrics live in `web::ops` (a later
-//! concern); this module only decides where log lines go and how they look.
+//! Telemetry set-up. Logs: one JSON object per line on stdout in production,
+//! readable text for a person at a terminal. Metrics: [`metrics::Metrics`],
+//! one OpenTelemetry meter provider per app, scraped at `/metrics`. This
+//! module decides where telemetry goes and how it looks, never what a
+//! request does.
+
+pub mod metrics;
 
 use tracing_subscriber::EnvFilter;
 

@@ -1,15 +1,19 @@
-//! The outermost middleware: request ids, the access log, and the mapping of
-//! every error (and every bare error status) to a proper page or JSON body.
+//! The outermost middleware: request ids, the access log, the HTTP metrics,
+//! and the mapping of every error (and every bare error status) to a proper
+//! page or JSON body. The route label of logs and metrics is the route
+//! template, or `unmatched` when no route matched: never the raw path.
 
 use std::sync::Arc;
 use std::time::Instant;
 
 use poem::PathPattern;
-use poem::http::{HeaderValue, StatusCode};
+use poem::error::NotFoundError;
+use poem::http::{HeaderValue, StatusCode, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use super::AppState;
 use super::errors;
+use crate::telemetry::metrics::{self, UNMATCHED_ROUTE};
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -39,6 +43,11 @@ fn new_request_id() -> String {
     use rand::Rng as _;
     format!("{:016x}", rand::thread_rng().r#gen::<u64>())
 }
+
+/// Attached to a 405 error: the methods the path does accept, sent as the
+/// `Allow` header of the error response.
+#[derive(Debug, Clone)]
+pub struct AllowHeader(pub HeaderValue);
 
 /// Middleware factory; see the module docs.
 #[derive(Debug, Clone)]
@@ -86,6 +95,8 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         let start = Instant::now();
         let id = RequestId::from_request(&req);
         let method = req.method().clone();
+        let method_label = metrics::method_label(&method);
+        let _active = self.state.metrics.request_started(method_label);
         let html = errors::wants_html(&req);
         req.set_data(id.clone());
 
@@ -105,7 +116,14 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                 (resp, route, failure)
             }
             Err(err) => {
-                let route = err.data::<PathPattern>().map(|p| p.0.clone());
+                // A nested router marks its own 404 with the prefix it was
+                // mounted at: a path that matched nothing is unmatched.
+                let route = if err.is::<NotFoundError>() {
+                    None
+                } else {
+                    err.data::<PathPattern>().map(|p| p.0.clone())
+                };
+                let allow = err.data::<AllowHeader>().map(|a| a.0.clone());
                 let status = err.status();
                 let (code, described) = errors::describe(status, method.as_str());
                 let (message, failure) = if status.is_server_error() {
@@ -120,7 +138,10 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                     text.truncate(300);
                     (text, None)
                 };
-                let resp = errors::render(&self.state, html, status, code, &message, &id.0);
+                let mut resp = errors::render(&self.state, html, status, code, &message, &id.0);
+                if let Some(allow) = allow {
+                    resp.headers_mut().insert(header::ALLOW, allow);
+                }
                 (resp, route, failure)
             }
         };
@@ -130,8 +151,12 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
         }
         let status = resp.status().as_u16();
         let bytes = body_size(&mut resp);
-        let latency_ms = start.elapsed().as_secs_f64() * 1000.0;
-        let route = route.as_deref().unwrap_or("unmatched");
+        let elapsed = start.elapsed();
+        self.state
+            .metrics
+            .request_finished(method_label, route.as_ref(), status, elapsed);
+        let latency_ms = elapsed.as_secs_f64() * 1000.0;
+        let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
         match failure {
             Some(error) => tracing::error!(
                 target: "access",

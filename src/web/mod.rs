@@ -1,8 +1,10 @@
 //! The web layer: routes, pages, middleware and the mapping of errors to
 //! responses. Handlers get the shared [`AppState`] as request data.
 
+pub mod api;
 pub mod errors;
 pub mod middleware;
+pub mod ops;
 pub mod pages;
 pub mod session;
 pub mod templates;
@@ -14,6 +16,8 @@ use poem::middleware::CatchPanic;
 use poem::{EndpointExt, IntoEndpoint, Route, get};
 
 use crate::config::Config;
+use crate::readiness::WikiProbe;
+use crate::telemetry::metrics::Metrics;
 use templates::Templates;
 
 /// What every handler may need, built once at start-up.
@@ -27,6 +31,10 @@ pub struct AppState {
     pub started: Instant,
     /// The one outgoing HTTP client (see [`crate::http`]).
     pub http: reqwest::Client,
+    /// This app's metrics, scraped at `/metrics`.
+    pub metrics: Metrics,
+    /// The latest background probe of the wiki, for `/readyz`.
+    pub wiki_probe: Arc<WikiProbe>,
 }
 
 /// Builds the whole application: routes plus middleware, outermost last.
@@ -39,6 +47,9 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
             "/static/style.css",
             get(pages::stylesheet).head(pages::stylesheet),
         );
+    // The JSON API (/healthz, /readyz, /metrics, /api/v1/...), its document
+    // and its explorer.
+    let routes = api::mount(routes);
     Ok(routes
         .with(session)
         .with(CatchPanic::new().with_handler(errors::PanicPage))

@@ -7,4 +7,6 @@
 
 mod helpers;
 mod home;
+mod openapi;
+mod ops;
 mod process;

@@ -10,6 +10,9 @@ use std::time::{Duration, Instant};
 const BIN: &str = env!("CARGO_BIN_EXE_hello-oauth");
 const SECRET: &str = "s3cr3t-consumer-VALUE-do-not-print";
 const KEY: &str = "0123456789abcdefghijklmnopqrstuvwxyzABCDEF";
+/// A wiki on loopback where nothing listens: the service's background probe
+/// of the wiki must never leave this machine during tests.
+const NO_WIKI: &str = "http://127.0.0.1:9/w/index.php";
 
 /// The executable with an empty environment plus `vars`.
 fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
@@ -32,7 +35,11 @@ struct Running {
 impl Running {
     /// Starts `serve` on a free loopback port and waits for the start-up line.
     fn start(vars: &[(&str, &str)]) -> Running {
-        let mut all = vec![("PORT", "0"), ("TOOL_BIND_ADDRESS", "127.0.0.1")];
+        let mut all = vec![
+            ("PORT", "0"),
+            ("TOOL_BIND_ADDRESS", "127.0.0.1"),
+            ("TOOL_OAUTH_MWURI", NO_WIKI),
+        ];
         all.extend_from_slice(vars);
         let mut child = command(&["serve"], &all)
             .stdout(Stdio::piped())
@@ -369,6 +376,7 @@ impl Running {
             &[
                 ("PORT", "0"),
                 ("TOOL_BIND_ADDRESS", "127.0.0.1"),
+                ("TOOL_OAUTH_MWURI", NO_WIKI),
                 ("LOG_FORMAT", "text"),
             ],
         )

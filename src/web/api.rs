@@ -1,0 +1,259 @@
+//! The JSON API, described by OpenAPI (poem-openapi): the service that holds
+//! every operation, the document served at `/openapi.json` and printed by
+//! `hello-oauth openapi`, and the explorer at `/api/docs`.
+//!
+//! Every operation's responses, errors included, are `ApiResponse` variants,
+//! so the document lists them. The document is generated from the types
+//! alone (no configuration enters it): it is the same on every instance and
+//! is committed as `openapi/openapi.json`. Doc comments on operations and
+//! types are published in it: never put a secret or an internal host there.
+//!
+//! Groups of operations live in their own modules and are listed in
+//! [`Api`]: `ops` (health, readiness, metrics) now; the `auth` group
+//! (`/api/v1/me`, `/api/v1/userinfo`) joins it as a tuple member.
+
+use std::sync::Arc;
+
+use poem::http::{HeaderValue, Method, StatusCode, header};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
+use poem_openapi::registry::MetaApi;
+use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
+
+use super::middleware::AllowHeader;
+use super::ops::OpsApi;
+
+/// Every operation group of the API.
+pub type Api = OpsApi;
+
+/// Where the explorer is served.
+pub const EXPLORER_PATH: &str = "/api/docs";
+/// Where the document is served.
+pub const DOCUMENT_PATH: &str = "/openapi.json";
+
+/// The tags that group operations in the document and the explorer.
+#[derive(Debug, Tags)]
+pub enum ApiTags {
+    /// Health, readiness and metrics: for Toolforge's health check, for
+    /// monitoring and for operators.
+    #[oai(rename = "ops")]
+    Ops,
+}
+
+/// The body of every error response of the API.
+#[derive(Debug, Clone, Object)]
+#[oai(example)]
+pub struct ApiError {
+    /// A stable, machine-readable code, e.g. `unauthorized`.
+    pub error: String,
+    /// What happened and what to do, for a person.
+    pub message: String,
+    /// The request id (also in the `X-Request-Id` header), to quote when
+    /// reporting a problem.
+    pub request_id: String,
+}
+
+impl poem_openapi::types::Example for ApiError {
+    fn example() -> Self {
+        ApiError {
+            error: "unauthorized".into(),
+            message: "This endpoint needs the metrics token as a bearer token.".into(),
+            request_id: "5f0c6a1e9b2d4c87".into(),
+        }
+    }
+}
+
+impl ApiError {
+    /// An error body for the current request.
+    pub fn new(error: &str, message: impl Into<String>, request_id: &str) -> ApiError {
+        ApiError {
+            error: error.to_owned(),
+            message: message.into(),
+            request_id: request_id.to_owned(),
+        }
+    }
+}
+
+/// The OpenAPI service: every operation plus the document's metadata.
+pub fn service() -> OpenApiService<Api, ()> {
+    OpenApiService::new(OpsApi, "hello-oauth", env!("CARGO_PKG_VERSION"))
+        .description(
+            "The JSON API of hello-oauth, a Toolforge tool that logs people in with their \
+             Wikimedia account. Health, readiness and metrics endpoints are for \
+             Toolforge's health check, monitoring and operators (see docs/operations.md in \
+             the source repository). Errors are JSON objects with `error`, `message` and \
+             `request_id`.",
+        )
+        .license(
+            LicenseObject::new("GPL-3.0-or-later").url("https://www.gnu.org/licenses/gpl-3.0.html"),
+        )
+        .server(ServerObject::new("/").description("This tool, wherever it is served"))
+}
+
+/// The document, as served at [`DOCUMENT_PATH`] and committed as
+/// `openapi/openapi.json`.
+pub fn document() -> String {
+    let mut doc = service().spec();
+    doc.push('\n');
+    doc
+}
+
+/// The endpoint serving the document.
+pub fn document_endpoint() -> impl Endpoint + 'static {
+    let doc: Arc<str> = document().into();
+    poem::endpoint::make_sync(move |_| {
+        Response::builder()
+            .content_type("application/json")
+            .header(header::CACHE_CONTROL, "no-cache")
+            .body(doc.to_string())
+    })
+}
+
+/// The explorer (Swagger UI, bundled in the binary by poem-openapi), with a
+/// Content-Security-Policy that lets the page load nothing from any other
+/// host: Toolforge's privacy policy forbids third-party requests.
+pub fn explorer(service: &OpenApiService<Api, ()>) -> impl Endpoint + 'static {
+    service
+        .swagger_ui()
+        .with(poem::middleware::SetHeader::new().overriding(
+            header::CONTENT_SECURITY_POLICY,
+            "default-src 'none'; script-src 'self' 'unsafe-inline'; style-src 'self' \
+         'unsafe-inline'; img-src 'self' data:; font-src 'self' data:; connect-src 'self'; \
+         form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
+        ))
+}
+
+/// Adds the API's operations, the document and the explorer to `routes`.
+///
+/// Each operation's first path segment (`/healthz`, `/api`, ...) is mounted
+/// without stripping, so poem's route template (the `http.route` label)
+/// stays the operation's own path.
+pub fn mount(routes: Route) -> Route {
+    let service = service();
+    let mut prefixes: Vec<String> = Vec::new();
+    for path in Api::meta().iter().flat_map(|api| api.paths.iter()) {
+        let first = path.path.split('/').nth(1).unwrap_or_default();
+        let prefix = format!("/{first}");
+        if !prefixes.contains(&prefix) {
+            prefixes.push(prefix);
+        }
+    }
+    let routes = routes
+        .at(DOCUMENT_PATH, document_endpoint())
+        .nest(EXPLORER_PATH, explorer(&service));
+    let api = Arc::new(endpoint(service).boxed());
+    prefixes.into_iter().fold(routes, |routes, prefix| {
+        routes.nest_no_strip(prefix, api.clone())
+    })
+}
+
+/// The service as an endpoint, answering a wrong method on a known path
+/// with 405 and the `Allow` header that lists the right ones (RFC 9110).
+pub fn endpoint(service: OpenApiService<Api, ()>) -> impl Endpoint + 'static {
+    let allowed = Arc::new(AllowedMethods::new(&Api::meta()));
+    service.into_endpoint().around(move |ep, req: Request| {
+        let allowed = allowed.clone();
+        async move {
+            let path = req.uri().path().to_owned();
+            match ep.call(req).await {
+                Err(mut err) if err.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                    if let Some(value) = allowed.for_path(&path) {
+                        err.set_data(AllowHeader(value.clone()));
+                    }
+                    Err(err)
+                }
+                other => other,
+            }
+        }
+    })
+}
+
+/// The methods of each path of the document, as `Allow` header values
+/// (HEAD is implied by GET, as poem answers it).
+#[derive(Debug)]
+struct AllowedMethods(Vec<(Vec<String>, HeaderValue)>);
+
+impl AllowedMethods {
+    fn new(apis: &[MetaApi]) -> AllowedMethods {
+        let mut by_path: Vec<(String, Vec<Method>)> = Vec::new();
+        for path in apis.iter().flat_map(|api| api.paths.iter()) {
+            let index = match by_path.iter().position(|(p, _)| *p == path.path) {
+                Some(i) => i,
+                None => {
+                    by_path.push((path.path.clone(), Vec::new()));
+                    by_path.len() - 1
+                }
+            };
+            for op in &path.operations {
+                by_path[index].1.push(op.method.clone());
+                if op.method == Method::GET {
+                    by_path[index].1.push(Method::HEAD);
+                }
+            }
+        }
+        let entries = by_path
+            .into_iter()
+            .filter_map(|(path, mut methods)| {
+                methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
+                methods.dedup();
+                let text = methods
+                    .iter()
+                    .map(Method::as_str)
+                    .collect::<Vec<_>>()
+                    .join(", ");
+                let segments = path.split('/').map(str::to_owned).collect();
+                HeaderValue::from_str(&text).ok().map(|v| (segments, v))
+            })
+            .collect();
+        AllowedMethods(entries)
+    }
+
+    /// The value for a request path; `{name}` segments match any segment.
+    fn for_path(&self, path: &str) -> Option<&HeaderValue> {
+        self.0.iter().find_map(|(pattern, value)| {
+            let mut given = path.split('/');
+            let matches = pattern.iter().all(|want| {
+                given.next().is_some_and(|seg| {
+                    (want.starts_with('{') && want.ends_with('}') && !seg.is_empty()) || want == seg
+                })
+            }) && given.next().is_none();
+            matches.then_some(value)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[test]
+    fn the_document_is_deterministic_and_names_the_crate_version() {
+        let a = document();
+        let b = document();
+        assert_eq!(a, b);
+        let json: serde_json::Value = serde_json::from_str(&a).unwrap();
+        assert_eq!(json["info"]["version"], env!("CARGO_PKG_VERSION"));
+        assert_eq!(json["servers"][0]["url"], "/");
+    }
+
+    #[test]
+    fn allow_lists_every_method_of_a_path_and_head_with_get() {
+        let allowed = AllowedMethods::new(&Api::meta());
+        assert_eq!(allowed.for_path("/healthz").unwrap(), "GET, HEAD");
+        assert_eq!(allowed.for_path("/readyz").unwrap(), "GET, HEAD");
+        assert!(allowed.for_path("/healthz/x").is_none());
+        assert!(allowed.for_path("/nowhere").is_none());
+    }
+
+    #[test]
+    fn allow_matches_path_parameters_segment_by_segment() {
+        let allowed = AllowedMethods(vec![(
+            "/api/v1/users/{id}".split('/').map(str::to_owned).collect(),
+            HeaderValue::from_static("GET, HEAD"),
+        )]);
+        assert!(allowed.for_path("/api/v1/users/42").is_some());
+        assert!(allowed.for_path("/api/v1/users/").is_none());
+        assert!(allowed.for_path("/api/v1/users/42/x").is_none());
+    }
+}
