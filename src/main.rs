@@ -123,9 +123,9 @@ fn check(args: &ConfigArgs, matches: &ArgMatches) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    println!("{:<28} {:<8} VALUE", "SETTING", "SOURCE");
+    println!("{:<32} {:<8} VALUE", "SETTING", "SOURCE");
     for (name, source, value) in &config.sources {
-        println!("{name:<28} {:<8} {value}", source.to_string());
+        println!("{name:<32} {:<8} {value}", source.to_string());
     }
     if !config.oauth_configured() {
         println!(

@@ -20,8 +20,8 @@ use crate::helpers::TestApp;
 const BIN: &str = env!("CARGO_BIN_EXE_hello-oauth");
 const COMMITTED: &str = concat!(env!("CARGO_MANIFEST_DIR"), "/openapi/openapi.json");
 const REGENERATE: &str = "cargo run -- openapi > openapi/openapi.json";
-const PIP_TOOLS: &str =
-    "python3 -m venv .venv && .venv/bin/pip install -r scripts/requirements-openapi.txt";
+const PIP_TOOLS: &str = "python3 -m venv .venv && .venv/bin/pip install \
+     -r scripts/requirements-openapi.txt -c scripts/constraints-openapi.txt";
 
 fn committed() -> String {
     std::fs::read_to_string(COMMITTED)

@@ -407,3 +407,89 @@ impl Running {
         }
     }
 }
+
+#[test]
+fn the_operations_settings_are_validated_without_echoing_the_metrics_token() {
+    let short_token = "short-METRICS";
+    let out = command(
+        &["check"],
+        &[
+            ("TOOL_METRICS_TOKEN", short_token),
+            ("TOOL_READINESS_INTERVAL_SECONDS", "soon"),
+        ],
+    )
+    .output()
+    .unwrap();
+
+    assert_eq!(out.status.code(), Some(2));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("TOOL_METRICS_TOKEN: is too short"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("TOOL_READINESS_INTERVAL_SECONDS: must be a whole number"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains(short_token), "{stderr}");
+}
+
+#[test]
+fn check_shows_the_metrics_token_redacted_and_the_readiness_interval() {
+    let token = "metrics-token-0123456789-SECRET";
+    let out = command(
+        &["check", "--readiness-interval-seconds", "0"],
+        &[("TOOL_METRICS_TOKEN", token)],
+    )
+    .output()
+    .unwrap();
+
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("TOOL_METRICS_TOKEN ") && l.ends_with("env      [redacted]")),
+        "{stdout}"
+    );
+    assert!(
+        stdout
+            .lines()
+            .any(|l| l.starts_with("TOOL_READINESS_INTERVAL_SECONDS") && l.ends_with("flag     0")),
+        "{stdout}"
+    );
+    assert!(!stdout.contains(token));
+
+    let help = command(&["serve", "--help"], &[("TOOL_METRICS_TOKEN", token)])
+        .output()
+        .unwrap();
+    let help = String::from_utf8_lossy(&help.stdout);
+    assert!(
+        help.contains("TOOL_METRICS_TOKEN") && help.contains("TOOL_READINESS_INTERVAL_SECONDS")
+    );
+    assert!(!help.contains(token));
+}
+
+#[test]
+fn the_running_service_answers_health_and_readiness_and_serves_metrics() {
+    let running = Running::start(&[]);
+
+    let health = get(running.port, "/healthz");
+    let ready = get(running.port, "/readyz");
+    let metrics = get(running.port, "/metrics");
+
+    assert!(health.starts_with("HTTP/1.1 200"), "{health}");
+    assert!(health.contains(r#""status":"ok""#));
+    assert!(ready.starts_with("HTTP/1.1 503"), "{ready}");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(metrics.contains("http_server_request_duration_seconds_bucket"));
+    assert!(metrics.contains("hello_oauth_build_info{"));
+    running.sigterm();
+    let (code, _) = running.wait(Duration::from_secs(10));
+    assert_eq!(code, Some(0));
+}
