@@ -45,7 +45,8 @@ const WIKI_DURATION_BUCKETS: [f64; 11] =
 #[derive(Clone)]
 pub struct Metrics {
     registry: prometheus::Registry,
-    provider: SdkMeterProvider,
+    /// Kept alive: when the last clone goes, the pipeline shuts down.
+    _provider: SdkMeterProvider,
     request_duration: Histogram<f64>,
     active_requests: UpDownCounter<i64>,
     logins_started: Counter<u64>,
@@ -135,7 +136,7 @@ impl Metrics {
         let observed = Arc::new(observe_build_and_process(&meter));
         Ok(Metrics {
             registry,
-            provider,
+            _provider: provider,
             request_duration,
             active_requests,
             logins_started,
@@ -214,11 +215,6 @@ impl Metrics {
     /// The current values in Prometheus text format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
-    }
-
-    /// Flushes and stops the provider (optional: dropping it does the same).
-    pub fn shutdown(&self) {
-        let _ = self.provider.shutdown();
     }
 }
 

@@ -22,8 +22,14 @@ use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerOb
 use super::middleware::AllowHeader;
 use super::ops::OpsApi;
 
-/// Every operation group of the API.
+/// Every operation group of the API (a tuple once there are several, e.g.
+/// `(OpsApi, AuthApi)`; [`api`] builds it).
 pub type Api = OpsApi;
+
+/// The operation groups, as the service holds them.
+fn api() -> Api {
+    OpsApi
+}
 
 /// Where the explorer is served.
 pub const EXPLORER_PATH: &str = "/api/docs";
@@ -75,7 +81,7 @@ impl ApiError {
 
 /// The OpenAPI service: every operation plus the document's metadata.
 pub fn service() -> OpenApiService<Api, ()> {
-    OpenApiService::new(OpsApi, "hello-oauth", env!("CARGO_PKG_VERSION"))
+    OpenApiService::new(api(), "hello-oauth", env!("CARGO_PKG_VERSION"))
         .description(
             "The JSON API of hello-oauth, a Toolforge tool that logs people in with their \
              Wikimedia account. Health, readiness and metrics endpoints are for \

@@ -107,7 +107,10 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                 let panicked = resp.data::<errors::Panicked>().is_some();
                 let status = resp.status();
                 let failure = panicked.then(|| "handler panicked".to_owned());
+                // An empty error body gets a proper one, except for HEAD,
+                // whose body is empty by definition.
                 if (status.is_client_error() || status.is_server_error())
+                    && method != poem::http::Method::HEAD
                     && body_size(&mut resp) == Some(0)
                 {
                     let (code, message) = errors::describe(status, method.as_str());

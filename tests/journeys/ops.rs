@@ -243,6 +243,21 @@ async fn readyz_is_503_and_names_the_failing_checks() {
 }
 
 #[tokio::test]
+async fn head_readyz_has_the_status_and_headers_of_get_without_a_body() {
+    let app = TestApp::spawn().await;
+
+    let resp = app.client.head(app.url("/readyz")).send().await.unwrap();
+
+    assert_eq!(resp.status(), 503);
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/json; charset=utf-8"
+    );
+    assert!(resp.bytes().await.unwrap().is_empty());
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn with_the_probe_turned_off_the_wiki_check_is_skipped() {
     let app = TestApp::spawn().await;
 
