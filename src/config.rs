@@ -42,6 +42,9 @@ pub mod var {
     pub const LOG_FILTER: &str = "RUST_LOG";
     pub const LOG_FORMAT: &str = "LOG_FORMAT";
     pub const DRAIN_SECONDS: &str = "TOOL_DRAIN_SECONDS";
+    pub const MAX_BODY_BYTES: &str = "TOOL_MAX_BODY_BYTES";
+    pub const MAX_CONCURRENT: &str = "TOOL_MAX_CONCURRENT_REQUESTS";
+    pub const REQUEST_TIMEOUT: &str = "TOOL_REQUEST_TIMEOUT_SECONDS";
 }
 
 /// Text appended to `--help`: the settings that have no flag.
@@ -92,6 +95,15 @@ pub struct ConfigArgs {
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long = "drain-seconds", env = var::DRAIN_SECONDS, default_value = "10")]
     pub drain_seconds: String,
+    /// Largest request body accepted, in bytes
+    #[arg(long = "max-body-bytes", env = var::MAX_BODY_BYTES, default_value = "65536")]
+    pub max_body_bytes: String,
+    /// Requests served at once; more get a quick 503 (/healthz is exempt)
+    #[arg(long = "max-concurrent-requests", env = var::MAX_CONCURRENT, default_value = "256")]
+    pub max_concurrent: String,
+    /// Deadline for one request, in seconds (a login waits on up to two wiki calls)
+    #[arg(long = "request-timeout-seconds", env = var::REQUEST_TIMEOUT, default_value = "40")]
+    pub request_timeout: String,
 }
 
 /// Where a setting's value came from.
@@ -215,6 +227,12 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `TOOL_DRAIN_SECONDS`.
     pub drain_timeout: Duration,
+    /// `TOOL_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// `TOOL_MAX_CONCURRENT_REQUESTS`.
+    pub max_concurrent: usize,
+    /// `TOOL_REQUEST_TIMEOUT_SECONDS`.
+    pub request_timeout: Duration,
     /// Where each setting came from, for `check` and the start-up log.
     pub sources: Vec<(&'static str, Source, String)>,
 }
@@ -567,8 +585,45 @@ impl Config {
             args.drain_seconds.clone(),
         ));
 
-        match (problems.is_empty(), port, ip, mwuri, drain_timeout) {
-            (true, Some(port), Some(ip), Some(mwuri), Some(drain_timeout)) => Ok(Config {
+        let max_body_bytes = bounded(
+            (var::MAX_BODY_BYTES, "max_body_bytes", &args.max_body_bytes),
+            1024..=16 << 20,
+            "bytes",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+        let max_concurrent = bounded(
+            (var::MAX_CONCURRENT, "max_concurrent", &args.max_concurrent),
+            1..=100_000,
+            "requests",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+        let request_timeout = bounded(
+            (
+                var::REQUEST_TIMEOUT,
+                "request_timeout",
+                &args.request_timeout,
+            ),
+            1..=600,
+            "seconds",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+
+        let limits = (max_body_bytes, max_concurrent, request_timeout);
+        match (problems.is_empty(), port, ip, mwuri, drain_timeout, limits) {
+            (
+                true,
+                Some(port),
+                Some(ip),
+                Some(mwuri),
+                Some(drain_timeout),
+                (Some(max_body), Some(max_concurrent), Some(timeout)),
+            ) => Ok(Config {
                 bind: std::net::SocketAddr::new(ip, port),
                 greeting: args.greeting.clone(),
                 mwuri,
@@ -580,6 +635,9 @@ impl Config {
                 log_filter: args.log_filter.clone(),
                 log_format,
                 drain_timeout,
+                max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                max_concurrent: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
+                request_timeout: Duration::from_secs(timeout),
                 sources,
             }),
             _ => Err(Problems(problems)),
@@ -601,6 +659,9 @@ impl Config {
             log_filter: "info".into(),
             log_format: LogFormat::Json,
             drain_timeout: Duration::from_secs(10),
+            max_body_bytes: 65536,
+            max_concurrent: 256,
+            request_timeout: Duration::from_secs(40),
             sources: Vec::new(),
         }
     }
@@ -608,6 +669,32 @@ impl Config {
     /// Whether login can work on this instance.
     pub fn oauth_configured(&self) -> bool {
         self.consumer.is_some()
+    }
+}
+
+/// Parses a whole number within `range`, recording its source or a problem.
+fn bounded(
+    (var, id, raw): (&'static str, &str, &str),
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+    matches: &ArgMatches,
+    sources: &mut Vec<(&'static str, Source, String)>,
+    problems: &mut Vec<Problem>,
+) -> Option<u64> {
+    sources.push((var, source_of(matches, id), raw.to_owned()));
+    match raw.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Some(n),
+        _ => {
+            problems.push(Problem {
+                var,
+                message: format!(
+                    "must be a whole number of {unit} from {} to {}, not {raw:?}",
+                    range.start(),
+                    range.end()
+                ),
+            });
+            None
+        }
     }
 }
 

@@ -2,8 +2,10 @@
 //! responses. Handlers get the shared [`AppState`] as request data.
 
 pub mod errors;
+pub mod limits;
 pub mod middleware;
 pub mod pages;
+pub mod security;
 pub mod session;
 pub mod templates;
 
@@ -15,6 +17,9 @@ use poem::{EndpointExt, IntoEndpoint, Route, get};
 
 use crate::config::Config;
 use templates::Templates;
+
+/// Largest header block accepted: generous for cookies, far below memory trouble.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// What every handler may need, built once at start-up.
 #[derive(Debug)]
@@ -39,9 +44,17 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
             "/static/style.css",
             get(pages::stylesheet).head(pages::stylesheet),
         );
+    let limits = limits::Limits::new(limits::LimitSettings {
+        max_body_bytes: state.config.max_body_bytes,
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_concurrent: state.config.max_concurrent,
+        request_timeout: state.config.request_timeout,
+    });
     Ok(routes
         .with(session)
         .with(CatchPanic::new().with_handler(errors::PanicPage))
+        .with(limits)
         .with(middleware::RequestLog::new(state.clone()))
+        .with(security::SecurityHeaders)
         .data(state))
 }

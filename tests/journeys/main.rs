@@ -5,6 +5,7 @@
 // A panic is how a test fails: unwrapping is the assertion here.
 #![allow(clippy::unwrap_used)]
 
+mod hardening;
 mod helpers;
 mod home;
 mod process;

@@ -179,6 +179,7 @@ fn every_invalid_value_is_reported_at_once_without_echoing_secrets() {
             ("LOG_FORMAT", "xml"),
             ("TOOL_DRAIN_SECONDS", "60"),
             ("TOOL_PUBLIC_URL", "ftp://example.org/"),
+            ("TOOL_MAX_BODY_BYTES", "lots"),
         ],
     )
     .output()
@@ -194,6 +195,7 @@ fn every_invalid_value_is_reported_at_once_without_echoing_secrets() {
         "LOG_FORMAT:",
         "TOOL_DRAIN_SECONDS:",
         "TOOL_PUBLIC_URL:",
+        "TOOL_MAX_BODY_BYTES:",
     ] {
         assert!(stderr.contains(var), "{var} missing from:\n{stderr}");
     }
