@@ -24,6 +24,8 @@ pub const DEFAULT_GREETING: &str = "Hello World!";
 pub const MIN_SESSION_KEY_LEN: usize = 32;
 /// Longest drain time accepted: Kubernetes kills the pod after 30 s.
 const MAX_DRAIN_SECONDS: u64 = 25;
+/// Longest wait for the wiki accepted: a user waits behind every call.
+const MAX_WIKI_TIMEOUT_SECONDS: u64 = 60;
 
 /// Environment variable names, in one place so that messages, `--help`,
 /// `check` and the documentation agree.
@@ -42,6 +44,8 @@ pub mod var {
     pub const LOG_FILTER: &str = "RUST_LOG";
     pub const LOG_FORMAT: &str = "LOG_FORMAT";
     pub const DRAIN_SECONDS: &str = "TOOL_DRAIN_SECONDS";
+    pub const OAUTH_CALLBACK: &str = "TOOL_OAUTH_CALLBACK";
+    pub const WIKI_TIMEOUT: &str = "TOOL_WIKI_TIMEOUT_SECONDS";
 }
 
 /// Text appended to `--help`: the settings that have no flag.
@@ -92,6 +96,12 @@ pub struct ConfigArgs {
     /// Seconds to let in-flight requests finish after SIGTERM
     #[arg(long = "drain-seconds", env = var::DRAIN_SECONDS, default_value = "10")]
     pub drain_seconds: String,
+    /// OAuth callback sent to the wiki: oob (the URL registered with the consumer) or public (<TOOL_PUBLIC_URL>/oauth-callback, for consumers registered with "use as prefix")
+    #[arg(long = "oauth-callback", env = var::OAUTH_CALLBACK, default_value = "oob")]
+    pub oauth_callback: String,
+    /// Seconds to wait for the wiki's answer to one request, body included
+    #[arg(long = "wiki-timeout-seconds", env = var::WIKI_TIMEOUT, default_value = "15")]
+    pub wiki_timeout_seconds: String,
 }
 
 /// Where a setting's value came from.
@@ -128,6 +138,17 @@ pub enum LogFormat {
     Json,
     /// Human-readable, for a person at a terminal.
     Text,
+}
+
+/// Which `oauth_callback` the tool sends to the wiki when a login starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackMode {
+    /// `oob`: the wiki sends the user to the callback URL registered with the
+    /// consumer. Works with every registration.
+    Oob,
+    /// `<TOOL_PUBLIC_URL>/oauth-callback` (or, without it, the scheme and host
+    /// the request came in on). Needs a consumer registered with "use as prefix".
+    Public,
 }
 
 /// The consumer registered on the wiki.
@@ -215,6 +236,10 @@ pub struct Config {
     pub log_format: LogFormat,
     /// `TOOL_DRAIN_SECONDS`.
     pub drain_timeout: Duration,
+    /// `TOOL_OAUTH_CALLBACK`.
+    pub oauth_callback: CallbackMode,
+    /// `TOOL_WIKI_TIMEOUT_SECONDS`: total time for one request to the wiki.
+    pub wiki_timeout: Duration,
     /// Where each setting came from, for `check` and the start-up log.
     pub sources: Vec<(&'static str, Source, String)>,
 }
@@ -567,21 +592,73 @@ impl Config {
             args.drain_seconds.clone(),
         ));
 
-        match (problems.is_empty(), port, ip, mwuri, drain_timeout) {
-            (true, Some(port), Some(ip), Some(mwuri), Some(drain_timeout)) => Ok(Config {
-                bind: std::net::SocketAddr::new(ip, port),
-                greeting: args.greeting.clone(),
-                mwuri,
-                consumer,
-                session_key,
-                tool_name,
-                contact,
-                public_url,
-                log_filter: args.log_filter.clone(),
-                log_format,
-                drain_timeout,
-                sources,
-            }),
+        let oauth_callback = match args.oauth_callback.trim() {
+            c if c.eq_ignore_ascii_case("oob") => CallbackMode::Oob,
+            c if c.eq_ignore_ascii_case("public") => CallbackMode::Public,
+            other => {
+                problems.push(Problem {
+                    var: var::OAUTH_CALLBACK,
+                    message: format!(
+                        "must be oob (the callback registered with the consumer) or public \
+                         (<TOOL_PUBLIC_URL>/oauth-callback, for a consumer registered with \
+                         \"use as prefix\"), not {other:?}"
+                    ),
+                });
+                CallbackMode::Oob
+            }
+        };
+        sources.push((
+            var::OAUTH_CALLBACK,
+            source_of(matches, "oauth_callback"),
+            args.oauth_callback.clone(),
+        ));
+
+        let wiki_timeout = match args.wiki_timeout_seconds.trim().parse::<u64>() {
+            Ok(s) if (1..=MAX_WIKI_TIMEOUT_SECONDS).contains(&s) => Some(Duration::from_secs(s)),
+            _ => {
+                problems.push(Problem {
+                    var: var::WIKI_TIMEOUT,
+                    message: format!(
+                        "must be a whole number of seconds from 1 to {MAX_WIKI_TIMEOUT_SECONDS}, \
+                         not {:?}",
+                        args.wiki_timeout_seconds
+                    ),
+                });
+                None
+            }
+        };
+        sources.push((
+            var::WIKI_TIMEOUT,
+            source_of(matches, "wiki_timeout_seconds"),
+            args.wiki_timeout_seconds.clone(),
+        ));
+
+        match (
+            problems.is_empty(),
+            port,
+            ip,
+            mwuri,
+            drain_timeout,
+            wiki_timeout,
+        ) {
+            (true, Some(port), Some(ip), Some(mwuri), Some(drain_timeout), Some(wiki_timeout)) => {
+                Ok(Config {
+                    bind: std::net::SocketAddr::new(ip, port),
+                    greeting: args.greeting.clone(),
+                    mwuri,
+                    consumer,
+                    session_key,
+                    tool_name,
+                    contact,
+                    public_url,
+                    log_filter: args.log_filter.clone(),
+                    log_format,
+                    drain_timeout,
+                    oauth_callback,
+                    wiki_timeout,
+                    sources,
+                })
+            }
             _ => Err(Problems(problems)),
         }
     }
@@ -601,6 +678,8 @@ impl Config {
             log_filter: "info".into(),
             log_format: LogFormat::Json,
             drain_timeout: Duration::from_secs(10),
+            oauth_callback: CallbackMode::Oob,
+            wiki_timeout: crate::http::REQUEST_TIMEOUT,
             sources: Vec::new(),
         }
     }

@@ -5,6 +5,8 @@
 // A panic is how a test fails: unwrapping is the assertion here.
 #![allow(clippy::unwrap_used)]
 
+mod fake_wiki;
 mod helpers;
 mod home;
+mod login;
 mod process;
