@@ -366,7 +366,17 @@ impl Config {
         ));
 
         let mwuri = parse_http_url(var::MWURI, args.mwuri.trim(), &mut problems).and_then(|u| {
-            if u.path().ends_with("/index.php") {
+            if is_mobile_domain(&u) {
+                problems.push(Problem {
+                    var: var::MWURI,
+                    message: format!(
+                        "is a mobile domain ({:?}), which breaks OAuth (E006): use the desktop \
+                         domain, without the \".m.\"",
+                        u.host_str().unwrap_or("")
+                    ),
+                });
+                None
+            } else if u.path().ends_with("/index.php") {
                 Some(u)
             } else {
                 problems.push(Problem {
@@ -690,6 +700,12 @@ impl Config {
     }
 }
 
+/// Whether `url` is a Wikimedia-style mobile domain (`en.m.wikipedia.org`).
+fn is_mobile_domain(url: &Url) -> bool {
+    url.host_str()
+        .is_some_and(|host| host.split('.').skip(1).any(|label| label == "m"))
+}
+
 fn redacted(set: bool) -> String {
     if set {
         "[redacted]".into()
@@ -730,6 +746,16 @@ mod tests {
             Some("my-tool")
         );
         assert_eq!(tool_from_data_dir("/"), None);
+    }
+
+    #[test]
+    fn mobile_domains_are_recognised() {
+        let mobile = |u: &str| is_mobile_domain(&Url::parse(u).unwrap_or_else(|_| panic!("{u}")));
+        assert!(mobile("https://en.m.wikipedia.org/w/index.php"));
+        assert!(mobile("https://meta.m.wikimedia.org/w/index.php"));
+        assert!(!mobile("https://meta.wikimedia.org/w/index.php"));
+        assert!(!mobile("https://m.example.org/w/index.php"));
+        assert!(!mobile("http://127.0.0.1:8080/w/index.php"));
     }
 
     #[test]

@@ -490,6 +490,7 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
+    use poem::IntoResponse as _;
 
     fn pending(key: &str, created: u64) -> PendingLogin {
         PendingLogin {
@@ -532,6 +533,72 @@ mod tests {
         };
         assert_eq!(logins.len(), MAX_PENDING_LOGINS);
         assert_eq!(logins[0].token.key(), "t6");
+    }
+
+    fn huge_login() -> SessionData {
+        SessionData {
+            flashes: vec![
+                Flash {
+                    level: FlashLevel::Error,
+                    text: "é".repeat(1500)
+                };
+                5
+            ],
+            auth: AuthState::LoggedIn(LoggedIn {
+                token: AccessToken::new("0".repeat(32), "1".repeat(40)),
+                user: UserSummary {
+                    username: "Ü".repeat(127),
+                    sub: "123456789".into(),
+                    editcount: 1,
+                    groups: vec!["g".repeat(64); 20],
+                    blocked: false,
+                },
+                csrf: "c".repeat(43),
+                since: 0,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_session_is_cut_down_to_fit_a_cookie_and_keeps_the_login() {
+        let key = SecretString::from(crate::config::generate_session_key());
+        let writer = SessionMiddleware::new(&key)
+            .unwrap()
+            .transform(poem::endpoint::make(|req: Request| async move {
+                let session = req.extensions().get::<Session>().cloned().unwrap();
+                session.update(|d| *d = huge_login());
+                "written"
+            }));
+        let resp = writer
+            .call(Request::builder().finish())
+            .await
+            .unwrap()
+            .into_response();
+        let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            set_cookie.len() <= MAX_COOKIE_BYTES,
+            "{} bytes",
+            set_cookie.len()
+        );
+        let pair = set_cookie.split(';').next().unwrap().to_owned();
+
+        let reader = SessionMiddleware::new(&key)
+            .unwrap()
+            .transform(poem::endpoint::make(|req: Request| async move {
+                let session = req.extensions().get::<Session>().cloned().unwrap();
+                session
+                    .data()
+                    .logged_in()
+                    .map(|l| l.user.username.clone())
+                    .unwrap_or_default()
+            }));
+        let resp = reader
+            .call(Request::builder().header("cookie", pair).finish())
+            .await
+            .unwrap()
+            .into_response();
+        let body = resp.into_body().into_string().await.unwrap();
+        assert_eq!(body, "Ü".repeat(127));
     }
 
     #[test]

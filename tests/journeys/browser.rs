@@ -282,7 +282,11 @@ async fn a_person_logs_in_and_out_with_a_real_browser() {
     driver.screenshot(&shots.join("5-logged-out.png")).await;
 
     driver.quit().await;
-    let signed: Vec<_> = wiki.seen().into_iter().filter(|s| s.step.is_some()).collect();
+    let signed: Vec<_> = wiki
+        .seen()
+        .into_iter()
+        .filter(|s| s.step.is_some())
+        .collect();
     assert!(signed.len() >= 4 && signed.iter().all(|s| s.signature_ok));
     app.stop().await;
 }
