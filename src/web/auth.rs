@@ -497,14 +497,18 @@ pub struct LogoutForm {
 
 /// `POST /logout`: ends the session if the form carries its CSRF token.
 #[handler]
-pub fn logout(req: &Request, session: Session, form: Form<LogoutForm>) -> poem::Result<Response> {
+pub fn logout(
+    req: &Request,
+    session: Session,
+    form: Option<Form<LogoutForm>>,
+) -> poem::Result<Response> {
     let id = request_id(req);
     let data = session.data();
     let Some(logged_in) = data.logged_in() else {
         session.flash(FlashLevel::Info, "You are not logged in.");
         return Ok(Redirect::see_other("/").into_response());
     };
-    let sent = form.csrf.as_deref().unwrap_or("");
+    let sent = form.as_ref().and_then(|f| f.csrf.as_deref()).unwrap_or("");
     if !bool::from(sent.as_bytes().ct_eq(logged_in.csrf.as_bytes())) {
         tracing::warn!(
             target: "login",

@@ -831,6 +831,20 @@ async fn logging_out_takes_the_button_and_its_csrf_token() {
         assert!(app.home().await.contains("Hello Example User!"));
     }
 
+    // A body that is not a form at all.
+    let resp = app
+        .client
+        .post(app.url("/logout"))
+        .header("content-type", "application/json")
+        .body(r#"{"csrf":"x"}"#)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 403);
+    let resp = app.client.post(app.url("/logout")).send().await.unwrap();
+    assert_eq!(resp.status(), 403);
+    assert!(app.home().await.contains("Hello Example User!"));
+
     // The right token logs out.
     let resp = app
         .client
