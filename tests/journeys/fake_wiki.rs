@@ -153,7 +153,12 @@ impl Drop for FakeWiki {
 impl FakeWiki {
     /// Starts the fake on a free loopback port.
     pub async fn start() -> FakeWiki {
-        let acceptor = TcpListener::bind("127.0.0.1:0")
+        Self::start_at("127.0.0.1:0".parse().unwrap()).await
+    }
+
+    /// Starts the fake on `addr`.
+    pub async fn start_at(addr: SocketAddr) -> FakeWiki {
+        let acceptor = TcpListener::bind(addr.to_string())
             .into_acceptor()
             .await
             .unwrap();

@@ -532,6 +532,66 @@ async fn a_wiki_that_is_down_is_explained() {
 }
 
 #[tokio::test]
+async fn a_wiki_that_comes_up_a_moment_late_is_retried_once_with_a_fresh_signature() {
+    let addr = down_address().await;
+    let app = TestApp::spawn_with(|c| {
+        c.mwuri = url::Url::parse(&format!("http://{addr}/w/index.php")).unwrap();
+        c.consumer = Some(hello_oauth::config::OAuthConsumer {
+            key: crate::fake_wiki::CONSUMER_KEY.into(),
+            secret: CONSUMER_SECRET.to_owned().into(),
+        });
+    })
+    .await;
+    let late = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        FakeWiki::start_at(addr).await
+    });
+
+    let resp = app.get_page("/login").await;
+
+    let wiki = late.await.unwrap();
+    let location = resp.headers()["location"].to_str().unwrap().to_owned();
+    assert!(
+        location.contains("Special%3AOAuth%2Fauthenticate"),
+        "{location}"
+    );
+    let initiates: Vec<_> = wiki
+        .seen()
+        .into_iter()
+        .filter(|s| s.step == Some(Step::Initiate))
+        .collect();
+    assert_eq!(initiates.len(), 1);
+    assert!(initiates[0].signature_ok);
+    app.stop().await;
+}
+
+#[tokio::test]
+async fn a_login_made_on_one_replica_is_honoured_by_another_with_the_same_key() {
+    let key = hello_oauth::config::generate_session_key();
+    let same_key = |c: &mut hello_oauth::Config| {
+        c.session_key = hello_oauth::config::SessionKey::Configured(key.clone().into());
+    };
+    let (a, wiki) = TestApp::with_fake_wiki_and(same_key).await;
+    let (b, _other_wiki) = TestApp::with_fake_wiki_and(same_key).await;
+    a.log_in(&wiki).await;
+
+    let page = b
+        .client
+        .get(b.url("/"))
+        .header("cookie", a.session_cookie().unwrap())
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+
+    assert!(page.contains("Hello Example User!"), "{page}");
+    a.stop().await;
+    b.stop().await;
+}
+
+#[tokio::test]
 async fn a_clock_off_by_more_than_five_minutes_is_refused_by_the_wiki() {
     let (app, wiki) = TestApp::with_fake_wiki().await;
     wiki.advance_clock(400);
