@@ -225,6 +225,28 @@ impl SessionData {
         }
     }
 
+    /// Forgets what has outlived its time: pending logins older than
+    /// [`PENDING_LOGIN_TTL`] and a login older than [`MAX_AGE`] (a copied
+    /// cookie does not outlive the browser's). Returns whether anything went.
+    pub fn expire(&mut self, now: u64) -> bool {
+        match &mut self.auth {
+            AuthState::LoggedIn(l) if now.saturating_sub(l.since) > MAX_AGE.as_secs() => {
+                self.auth = AuthState::Anonymous;
+                true
+            }
+            AuthState::Pending { logins } => {
+                let before = logins.len();
+                logins.retain(|p| !p.is_expired(now));
+                let changed = logins.len() != before;
+                if logins.is_empty() {
+                    self.auth = AuthState::Anonymous;
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
     /// Makes the data smaller by one step, least useful first. Returns
     /// false when nothing more can go without losing the login.
     pub fn shrink(&mut self) -> bool {
@@ -428,9 +450,14 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
             .get(COOKIE_NAME)
             .and_then(|c| serde_json::from_str::<SessionData>(c.value_str()).ok());
         let unreadable = had_cookie && loaded.is_none();
+        let mut data = loaded.unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expired = data.expire(now);
         let session = Session(Arc::new(Mutex::new(Inner {
-            data: loaded.unwrap_or_default(),
-            changed: false,
+            data,
+            changed: expired,
             purged: unreadable,
         })));
         let secure = is_https(&req);
@@ -523,6 +550,21 @@ mod tests {
     }
 
     #[test]
+    fn a_login_older_than_the_cookie_lifetime_is_forgotten() {
+        let mut data = huge_login(0);
+        assert!(!data.expire(MAX_AGE.as_secs()));
+        assert!(data.logged_in().is_some());
+        assert!(data.expire(MAX_AGE.as_secs() + 1));
+        assert_eq!(data.auth, AuthState::Anonymous);
+
+        let mut pending = SessionData::default();
+        pending.add_pending(self::pending("a", 1000), 1000);
+        assert!(!pending.expire(1600));
+        assert!(pending.expire(1601));
+        assert_eq!(pending.auth, AuthState::Anonymous);
+    }
+
+    #[test]
     fn only_a_few_logins_may_be_pending_and_the_oldest_go_first() {
         let mut data = SessionData::default();
         for i in 0..10 {
@@ -535,7 +577,7 @@ mod tests {
         assert_eq!(logins[0].token.key(), "t6");
     }
 
-    fn huge_login() -> SessionData {
+    fn huge_login(since: u64) -> SessionData {
         SessionData {
             flashes: vec![
                 Flash {
@@ -554,7 +596,7 @@ mod tests {
                     blocked: false,
                 },
                 csrf: "c".repeat(43),
-                since: 0,
+                since,
             }),
         }
     }
@@ -566,7 +608,11 @@ mod tests {
             .unwrap()
             .transform(poem::endpoint::make(|req: Request| async move {
                 let session = req.extensions().get::<Session>().cloned().unwrap();
-                session.update(|d| *d = huge_login());
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                session.update(|d| *d = huge_login(now));
                 "written"
             }));
         let resp = writer
