@@ -1,6 +1,7 @@
 //! The web layer: routes, pages, middleware and the mapping of errors to
 //! responses. Handlers get the shared [`AppState`] as request data.
 
+pub mod auth;
 pub mod errors;
 pub mod limits;
 pub mod middleware;
@@ -39,7 +40,10 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
     let session = session::SessionMiddleware::new(state.config.session_key.secret())?;
     let routes = Route::new()
         .at("/", get(pages::home).head(pages::home))
-        .at("/login", get(pages::login))
+        .at("/login", get(auth::login))
+        .at("/oauth-callback", get(auth::oauth_callback))
+        .at("/logout", get(auth::logout_form).post(auth::logout))
+        .at("/profile", get(auth::profile))
         .at(
             "/static/style.css",
             get(pages::stylesheet).head(pages::stylesheet),
