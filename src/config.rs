@@ -28,6 +28,8 @@ const MAX_DRAIN_SECONDS: u64 = 25;
 pub const MIN_METRICS_TOKEN_LEN: usize = 16;
 /// Longest readiness probe interval accepted.
 const MAX_READINESS_INTERVAL_SECONDS: u64 = 3600;
+/// Longest wait for the wiki accepted: a user waits behind every call.
+const MAX_WIKI_TIMEOUT_SECONDS: u64 = 60;
 
 /// Environment variable names, in one place so that messages, `--help`,
 /// `check` and the documentation agree.
@@ -48,6 +50,11 @@ pub mod var {
     pub const DRAIN_SECONDS: &str = "TOOL_DRAIN_SECONDS";
     pub const METRICS_TOKEN: &str = "TOOL_METRICS_TOKEN";
     pub const READINESS_INTERVAL: &str = "TOOL_READINESS_INTERVAL_SECONDS";
+    pub const MAX_BODY_BYTES: &str = "TOOL_MAX_BODY_BYTES";
+    pub const MAX_CONCURRENT: &str = "TOOL_MAX_CONCURRENT_REQUESTS";
+    pub const REQUEST_TIMEOUT: &str = "TOOL_REQUEST_TIMEOUT_SECONDS";
+    pub const OAUTH_CALLBACK: &str = "TOOL_OAUTH_CALLBACK";
+    pub const WIKI_TIMEOUT: &str = "TOOL_WIKI_TIMEOUT_SECONDS";
 }
 
 /// Text appended to `--help`: the settings that have no flag.
@@ -107,6 +114,21 @@ pub struct ConfigArgs {
         default_value = "60"
     )]
     pub readiness_interval_seconds: String,
+    /// Largest request body accepted, in bytes
+    #[arg(long = "max-body-bytes", env = var::MAX_BODY_BYTES, default_value = "65536")]
+    pub max_body_bytes: String,
+    /// Requests served at once; more get a quick 503 (/healthz is exempt)
+    #[arg(long = "max-concurrent-requests", env = var::MAX_CONCURRENT, default_value = "256")]
+    pub max_concurrent: String,
+    /// Deadline for one request, in seconds (a login waits on up to two wiki calls)
+    #[arg(long = "request-timeout-seconds", env = var::REQUEST_TIMEOUT, default_value = "40")]
+    pub request_timeout: String,
+    /// OAuth callback sent to the wiki: oob (the URL registered with the consumer) or public (<TOOL_PUBLIC_URL>/oauth-callback, for consumers registered with "use as prefix")
+    #[arg(long = "oauth-callback", env = var::OAUTH_CALLBACK, default_value = "oob")]
+    pub oauth_callback: String,
+    /// Seconds to wait for the wiki's answer to one request, body included
+    #[arg(long = "wiki-timeout-seconds", env = var::WIKI_TIMEOUT, default_value = "15")]
+    pub wiki_timeout_seconds: String,
 }
 
 /// Where a setting's value came from.
@@ -143,6 +165,17 @@ pub enum LogFormat {
     Json,
     /// Human-readable, for a person at a terminal.
     Text,
+}
+
+/// Which `oauth_callback` the tool sends to the wiki when a login starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallbackMode {
+    /// `oob`: the wiki sends the user to the callback URL registered with the
+    /// consumer. Works with every registration.
+    Oob,
+    /// `<TOOL_PUBLIC_URL>/oauth-callback` (or, without it, the scheme and host
+    /// the request came in on). Needs a consumer registered with "use as prefix".
+    Public,
 }
 
 /// The consumer registered on the wiki.
@@ -235,6 +268,16 @@ pub struct Config {
     /// `TOOL_READINESS_INTERVAL_SECONDS`: how often the wiki is probed for
     /// `/readyz`; `None` (0) turns the probe off.
     pub readiness_interval: Option<Duration>,
+    /// `TOOL_MAX_BODY_BYTES`.
+    pub max_body_bytes: usize,
+    /// `TOOL_MAX_CONCURRENT_REQUESTS`.
+    pub max_concurrent: usize,
+    /// `TOOL_REQUEST_TIMEOUT_SECONDS`.
+    pub request_timeout: Duration,
+    /// `TOOL_OAUTH_CALLBACK`.
+    pub oauth_callback: CallbackMode,
+    /// `TOOL_WIKI_TIMEOUT_SECONDS`: total time for one request to the wiki.
+    pub wiki_timeout: Duration,
     /// Where each setting came from, for `check` and the start-up log.
     pub sources: Vec<(&'static str, Source, String)>,
 }
@@ -361,7 +404,17 @@ impl Config {
         ));
 
         let mwuri = parse_http_url(var::MWURI, args.mwuri.trim(), &mut problems).and_then(|u| {
-            if u.path().ends_with("/index.php") {
+            if is_mobile_domain(&u) {
+                problems.push(Problem {
+                    var: var::MWURI,
+                    message: format!(
+                        "is a mobile domain ({:?}), which breaks OAuth (E006): use the desktop \
+                         domain, without the \".m.\"",
+                        u.host_str().unwrap_or("")
+                    ),
+                });
+                None
+            } else if u.path().ends_with("/index.php") {
                 Some(u)
             } else {
                 problems.push(Problem {
@@ -638,12 +691,82 @@ impl Config {
             args.readiness_interval_seconds.clone(),
         ));
 
+        let max_body_bytes = bounded(
+            (var::MAX_BODY_BYTES, "max_body_bytes", &args.max_body_bytes),
+            1024..=16 << 20,
+            "bytes",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+        let max_concurrent = bounded(
+            (var::MAX_CONCURRENT, "max_concurrent", &args.max_concurrent),
+            1..=100_000,
+            "requests",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+        let request_timeout = bounded(
+            (
+                var::REQUEST_TIMEOUT,
+                "request_timeout",
+                &args.request_timeout,
+            ),
+            1..=600,
+            "seconds",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+
+        let oauth_callback = match args.oauth_callback.trim() {
+            c if c.eq_ignore_ascii_case("oob") => CallbackMode::Oob,
+            c if c.eq_ignore_ascii_case("public") => CallbackMode::Public,
+            other => {
+                problems.push(Problem {
+                    var: var::OAUTH_CALLBACK,
+                    message: format!(
+                        "must be oob (the callback registered with the consumer) or public \
+                         (<TOOL_PUBLIC_URL>/oauth-callback, for a consumer registered with \
+                         \"use as prefix\"), not {other:?}"
+                    ),
+                });
+                CallbackMode::Oob
+            }
+        };
+        sources.push((
+            var::OAUTH_CALLBACK,
+            source_of(matches, "oauth_callback"),
+            args.oauth_callback.clone(),
+        ));
+
+        let wiki_timeout = bounded(
+            (
+                var::WIKI_TIMEOUT,
+                "wiki_timeout_seconds",
+                &args.wiki_timeout_seconds,
+            ),
+            1..=MAX_WIKI_TIMEOUT_SECONDS,
+            "seconds",
+            matches,
+            &mut sources,
+            &mut problems,
+        );
+
+        let limits = (
+            max_body_bytes,
+            max_concurrent,
+            request_timeout,
+            wiki_timeout,
+        );
         match (
             problems.is_empty(),
             port,
             ip,
             mwuri,
             drain_timeout,
+            limits,
             readiness_interval,
         ) {
             (
@@ -652,6 +775,7 @@ impl Config {
                 Some(ip),
                 Some(mwuri),
                 Some(drain_timeout),
+                (Some(max_body), Some(max_concurrent), Some(timeout), Some(wiki_timeout)),
                 Some(readiness_interval),
             ) => Ok(Config {
                 bind: std::net::SocketAddr::new(ip, port),
@@ -667,6 +791,11 @@ impl Config {
                 drain_timeout,
                 metrics_token,
                 readiness_interval,
+                max_body_bytes: usize::try_from(max_body).unwrap_or(usize::MAX),
+                max_concurrent: usize::try_from(max_concurrent).unwrap_or(usize::MAX),
+                request_timeout: Duration::from_secs(timeout),
+                oauth_callback,
+                wiki_timeout: Duration::from_secs(wiki_timeout),
                 sources,
             }),
             _ => Err(Problems(problems)),
@@ -692,6 +821,11 @@ impl Config {
             drain_timeout: Duration::from_secs(10),
             metrics_token: None,
             readiness_interval: None,
+            max_body_bytes: 65536,
+            max_concurrent: 256,
+            request_timeout: Duration::from_secs(40),
+            oauth_callback: CallbackMode::Oob,
+            wiki_timeout: crate::http::REQUEST_TIMEOUT,
             sources: Vec::new(),
         }
     }
@@ -700,6 +834,38 @@ impl Config {
     pub fn oauth_configured(&self) -> bool {
         self.consumer.is_some()
     }
+}
+
+/// Parses a whole number within `range`, recording its source or a problem.
+fn bounded(
+    (var, id, raw): (&'static str, &str, &str),
+    range: std::ops::RangeInclusive<u64>,
+    unit: &str,
+    matches: &ArgMatches,
+    sources: &mut Vec<(&'static str, Source, String)>,
+    problems: &mut Vec<Problem>,
+) -> Option<u64> {
+    sources.push((var, source_of(matches, id), raw.to_owned()));
+    match raw.trim().parse::<u64>() {
+        Ok(n) if range.contains(&n) => Some(n),
+        _ => {
+            problems.push(Problem {
+                var,
+                message: format!(
+                    "must be a whole number of {unit} from {} to {}, not {raw:?}",
+                    range.start(),
+                    range.end()
+                ),
+            });
+            None
+        }
+    }
+}
+
+/// Whether `url` is a Wikimedia-style mobile domain (`en.m.wikipedia.org`).
+fn is_mobile_domain(url: &Url) -> bool {
+    url.host_str()
+        .is_some_and(|host| host.split('.').skip(1).any(|label| label == "m"))
 }
 
 fn redacted(set: bool) -> String {
@@ -742,6 +908,16 @@ mod tests {
             Some("my-tool")
         );
         assert_eq!(tool_from_data_dir("/"), None);
+    }
+
+    #[test]
+    fn mobile_domains_are_recognised() {
+        let mobile = |u: &str| is_mobile_domain(&Url::parse(u).unwrap_or_else(|_| panic!("{u}")));
+        assert!(mobile("https://en.m.wikipedia.org/w/index.php"));
+        assert!(mobile("https://meta.m.wikimedia.org/w/index.php"));
+        assert!(!mobile("https://meta.wikimedia.org/w/index.php"));
+        assert!(!mobile("https://m.example.org/w/index.php"));
+        assert!(!mobile("http://127.0.0.1:8080/w/index.php"));
     }
 
     #[test]

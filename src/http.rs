@@ -9,7 +9,8 @@ use crate::config::Config;
 
 /// Time allowed to open a connection to the wiki.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// Time allowed for a whole request to the wiki, body included.
+/// Default time allowed for a whole request to the wiki, body included
+/// (`TOOL_WIKI_TIMEOUT_SECONDS`).
 pub const REQUEST_TIMEOUT: Duration = Duration::from_secs(15);
 
 /// `<tool>/<version> (<public URL>; <contact>) reqwest/<version>`, as
@@ -36,8 +37,8 @@ pub fn client(config: &Config) -> anyhow::Result<reqwest::Client> {
     crate::install_crypto_provider();
     Ok(reqwest::Client::builder()
         .user_agent(user_agent(config))
-        .connect_timeout(CONNECT_TIMEOUT)
-        .timeout(REQUEST_TIMEOUT)
+        .connect_timeout(CONNECT_TIMEOUT.min(config.wiki_timeout))
+        .timeout(config.wiki_timeout)
         .redirect(reqwest::redirect::Policy::none())
         .pool_idle_timeout(Duration::from_secs(60))
         .build()?)

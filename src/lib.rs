@@ -4,6 +4,7 @@
 pub mod app;
 pub mod config;
 pub mod http;
+pub mod mediawiki;
 pub mod readiness;
 pub mod telemetry;
 pub mod web;

@@ -35,10 +35,11 @@ pub const UNMATCHED_ROUTE: &str = "unmatched";
 const HTTP_DURATION_BUCKETS: [f64; 14] = [
     0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
 ];
-/// Bucket boundaries for calls to the wiki, in seconds, up to the client's
-/// 15 s timeout.
-const WIKI_DURATION_BUCKETS: [f64; 11] =
-    [0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0];
+/// Bucket boundaries for calls to the wiki, in seconds, up to the longest
+/// wiki timeout the configuration accepts (60 s; 15 s by default).
+const WIKI_DURATION_BUCKETS: [f64; 13] = [
+    0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 7.5, 10.0, 15.0, 30.0, 60.0,
+];
 
 /// The service's metrics: instruments plus the registry they are read into.
 /// Cheap to clone (every part is reference-counted).
@@ -199,9 +200,18 @@ impl Metrics {
             .add(1, &[KeyValue::new("reason", reason)]);
     }
 
+    /// Creates the `hello_oauth_login_failed_total` series of each reason at
+    /// zero, so alerts on them work before the first failure.
+    pub fn register_login_failure_reasons(&self, reasons: &[&'static str]) {
+        for reason in reasons {
+            self.logins_failed
+                .add(0, &[KeyValue::new("reason", *reason)]);
+        }
+    }
+
     /// A call to the wiki finished. `step`: `initiate`, `token`, `identify`,
-    /// `api` or `readiness`; `outcome`: e.g. `ok`, `http_error`, `timeout`,
-    /// `unreachable`, `invalid_response`.
+    /// `api` or `readiness`; `outcome`: `ok`, `refused` (the wiki's own
+    /// error), `http_error`, `timeout`, `unreachable` or `invalid_response`.
     pub fn wiki_call(&self, step: &'static str, outcome: &'static str, duration: Duration) {
         self.wiki_call_duration.record(
             duration.as_secs_f64(),
@@ -453,6 +463,31 @@ mod tests {
             Some(2.0)
         );
         assert!(scrape.contains("# TYPE hello_oauth_login_failed_total counter"));
+    }
+
+    #[test]
+    fn registered_failure_reasons_start_at_zero() {
+        let metrics = Metrics::new("test").unwrap();
+        metrics.register_login_failure_reasons(&["wiki_timeout", "user_declined"]);
+        metrics.login_failed("wiki_timeout");
+
+        let scrape = metrics.render().unwrap();
+        assert_eq!(
+            value(
+                &scrape,
+                "hello_oauth_login_failed_total",
+                &[("reason", "user_declined")]
+            ),
+            Some(0.0)
+        );
+        assert_eq!(
+            value(
+                &scrape,
+                "hello_oauth_login_failed_total",
+                &[("reason", "wiki_timeout")]
+            ),
+            Some(1.0)
+        );
     }
 
     #[test]

@@ -48,7 +48,17 @@ pub fn describe(status: StatusCode, method: &str) -> (&'static str, String) {
             "method_not_allowed",
             format!("This address does not accept {method} requests."),
         ),
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "The request is too large.".into()),
+        StatusCode::PAYLOAD_TOO_LARGE => {
+            ("payload_too_large", "The request body is too large.".into())
+        }
+        StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE => (
+            "headers_too_large",
+            "The request headers are too large. Clearing this site's cookies may help.".into(),
+        ),
+        StatusCode::SERVICE_UNAVAILABLE => (
+            "unavailable",
+            "The tool is busy or a request took too long. Please try again in a moment.".into(),
+        ),
         s if s.is_client_error() => (
             "bad_request",
             "The request could not be understood. Start again from the home page.".into(),

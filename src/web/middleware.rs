@@ -8,7 +8,7 @@ use std::time::Instant;
 
 use poem::PathPattern;
 use poem::error::NotFoundError;
-use poem::http::{HeaderValue, StatusCode, header};
+use poem::http::{HeaderValue, header};
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use super::AppState;
@@ -131,15 +131,11 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                 let (code, described) = errors::describe(status, method.as_str());
                 let (message, failure) = if status.is_server_error() {
                     (described, Some(err.to_string()))
-                } else if matches!(
-                    status,
-                    StatusCode::NOT_FOUND | StatusCode::METHOD_NOT_ALLOWED
-                ) {
+                } else if code != "bad_request" {
                     (described, None)
                 } else {
-                    let mut text = err.to_string();
-                    text.truncate(300);
-                    (text, None)
+                    // Extractor errors say which parameter was wrong.
+                    (err.to_string().chars().take(300).collect(), None)
                 };
                 let mut resp = errors::render(&self.state, html, status, code, &message, &id.0);
                 if let Some(allow) = allow {

@@ -2,10 +2,13 @@
 //! responses. Handlers get the shared [`AppState`] as request data.
 
 pub mod api;
+pub mod auth;
 pub mod errors;
+pub mod limits;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
+pub mod security;
 pub mod session;
 pub mod templates;
 
@@ -19,6 +22,9 @@ use crate::config::Config;
 use crate::readiness::WikiProbe;
 use crate::telemetry::metrics::Metrics;
 use templates::Templates;
+
+/// Largest header block accepted: generous for cookies, far below memory trouble.
+const MAX_HEADER_BYTES: usize = 32 * 1024;
 
 /// What every handler may need, built once at start-up.
 #[derive(Debug)]
@@ -42,7 +48,10 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
     let session = session::SessionMiddleware::new(state.config.session_key.secret())?;
     let routes = Route::new()
         .at("/", get(pages::home).head(pages::home))
-        .at("/login", get(pages::login))
+        .at("/login", get(auth::login))
+        .at("/oauth-callback", get(auth::oauth_callback))
+        .at("/logout", get(auth::logout_form).post(auth::logout))
+        .at("/profile", get(auth::profile))
         .at(
             "/static/style.css",
             get(pages::stylesheet).head(pages::stylesheet),
@@ -50,9 +59,17 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
     // The JSON API (/healthz, /readyz, /metrics, /api/v1/...), its document
     // and its explorer.
     let routes = api::mount(routes);
+    let limits = limits::Limits::new(limits::LimitSettings {
+        max_body_bytes: state.config.max_body_bytes,
+        max_header_bytes: MAX_HEADER_BYTES,
+        max_concurrent: state.config.max_concurrent,
+        request_timeout: state.config.request_timeout,
+    });
     Ok(routes
         .with(session)
         .with(CatchPanic::new().with_handler(errors::PanicPage))
+        .with(limits)
         .with(middleware::RequestLog::new(state.clone()))
+        .with(security::SecurityHeaders)
         .data(state))
 }

@@ -1,15 +1,25 @@
-//! The HTML pages: the home page and the stylesheet, plus `/login` while
-//! OAuth is not configured on this instance.
+//! The HTML pages: the home page (anonymous or logged in, rendered from the
+//! session alone: no call to the wiki on this path) and the stylesheet.
 
 use std::sync::Arc;
 
 use poem::http::{StatusCode, header};
-use poem::web::{Data, Redirect};
-use poem::{IntoResponse, Response, handler};
+use poem::web::Data;
+use poem::{Response, handler};
 use serde::Serialize;
 
 use super::AppState;
-use super::session::{Flash, FlashLevel, Session};
+use super::auth::group_digits;
+use super::session::{Flash, Session};
+
+/// The logged-in user, as the home page shows them.
+#[derive(Debug, Serialize)]
+struct UserView<'a> {
+    username: &'a str,
+    editcount: String,
+    groups: &'a [String],
+    blocked: bool,
+}
 
 /// What the home page shows.
 #[derive(Debug, Serialize)]
@@ -18,6 +28,8 @@ struct HomePage<'a> {
     greeting: &'a str,
     login_available: bool,
     flashes: Vec<Flash>,
+    user: Option<UserView<'a>>,
+    csrf: Option<&'a str>,
 }
 
 /// Renders a page, mapping a template failure to an opaque 500.
@@ -38,14 +50,25 @@ pub fn render_page(
         .body(body))
 }
 
-/// `GET /`: the greeting, any pending notices, and a login link.
+/// `GET /`: the greeting (by name when logged in), any pending notices, and
+/// a login link or the logout button.
 #[handler]
 pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Response> {
+    let flashes = session.take_flashes();
+    let data = session.data();
+    let logged_in = data.logged_in();
     let page = HomePage {
         tool_name: &state.config.tool_name,
         greeting: &state.config.greeting,
         login_available: state.config.oauth_configured(),
-        flashes: session.take_flashes(),
+        flashes,
+        user: logged_in.map(|l| UserView {
+            username: &l.user.username,
+            editcount: group_digits(l.user.editcount),
+            groups: &l.user.groups,
+            blocked: l.user.blocked,
+        }),
+        csrf: logged_in.map(|l| l.csrf.as_str()),
     };
     render_page(&state, "index", &page)
 }
@@ -54,17 +77,6 @@ pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Respo
 pub const OAUTH_NOT_CONFIGURED: &str = "Login is not available: this instance has no OAuth \
     consumer configured. Its operator must set TOOL_OAUTH_CONSUMER_KEY, \
     TOOL_OAUTH_CONSUMER_SECRET and TOOL_SESSION_KEY (see docs/oauth.md).";
-
-/// `GET /login`.
-#[handler]
-pub fn login(state: Data<&Arc<AppState>>, session: Session) -> Response {
-    if !state.config.oauth_configured() {
-        session.flash(FlashLevel::Error, OAUTH_NOT_CONFIGURED);
-        return Redirect::see_other("/").into_response();
-    }
-    session.flash(FlashLevel::Error, "Login is not implemented yet.");
-    Redirect::see_other("/").into_response()
-}
 
 /// `GET /static/style.css`: the tool's own stylesheet.
 #[handler]

@@ -5,6 +5,14 @@
 //!
 //! A cookie that fails to decrypt or parse (tampered, foreign, from an older
 //! key) is treated as no session and replaced; it is never an error page.
+//!
+//! The login state is a small state machine ([`AuthState`]): anonymous ->
+//! pending (one [`PendingLogin`] per tab, keyed by its request token, each
+//! used once and expiring after [`PENDING_LOGIN_TTL`]) -> logged in (access
+//! token, a summary of the verified identity, a CSRF token). The cookie is
+//! kept under browsers' 4 KB limit: when it would outgrow
+//! [`MAX_COOKIE_BYTES`], the least useful parts go first (old notices, old
+//! pending logins, long group lists); the login itself is never dropped.
 
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -14,12 +22,24 @@ use poem::{Endpoint, FromRequest, Middleware, Request, RequestBody, Result};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
+use crate::mediawiki::{AccessToken, Identity, RequestToken};
+
 /// Name of the session cookie.
 pub const COOKIE_NAME: &str = "hello_oauth_session";
 /// How long a session lives without being touched.
 pub const MAX_AGE: Duration = Duration::from_secs(7 * 24 * 3600);
 /// At most this many flash messages are kept; older ones are dropped.
 const MAX_FLASHES: usize = 5;
+/// How long a login started with `/login` may take to come back.
+pub const PENDING_LOGIN_TTL: Duration = Duration::from_secs(600);
+/// At most this many logins (tabs) may be pending at once; the oldest goes.
+pub const MAX_PENDING_LOGINS: usize = 4;
+/// Largest `Set-Cookie` value written, in bytes (browsers keep up to 4096).
+pub const MAX_COOKIE_BYTES: usize = 4000;
+/// At most this many groups of the user are kept in the session.
+const MAX_GROUPS: usize = 20;
+/// Longest group name kept.
+const MAX_GROUP_CHARS: usize = 64;
 
 /// How serious a flash message is (also its CSS class).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -42,6 +62,109 @@ pub struct Flash {
     pub text: String,
 }
 
+/// A login that went to the wiki and has not come back yet.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PendingLogin {
+    /// The request token; its key is the `oauth_token` the wiki sends back.
+    pub token: RequestToken,
+    /// Where to go once logged in (a safe relative path).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub next: Option<String>,
+    /// When the login started, in seconds since the Unix epoch.
+    pub created: u64,
+}
+
+impl PendingLogin {
+    /// Whether it is older than [`PENDING_LOGIN_TTL`] at `now`.
+    pub fn is_expired(&self, now: u64) -> bool {
+        now.saturating_sub(self.created) > PENDING_LOGIN_TTL.as_secs()
+    }
+}
+
+/// What the home page needs from the verified identity, and no more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserSummary {
+    /// The user name.
+    pub username: String,
+    /// The central user id.
+    pub sub: String,
+    /// Edits at login time.
+    #[serde(default)]
+    pub editcount: u64,
+    /// Groups at login time, without the implicit `*`.
+    #[serde(default)]
+    pub groups: Vec<String>,
+    /// Whether the user was blocked at login time.
+    #[serde(default)]
+    pub blocked: bool,
+}
+
+impl From<&Identity> for UserSummary {
+    fn from(id: &Identity) -> Self {
+        UserSummary {
+            username: id.username.clone(),
+            sub: id.sub.clone(),
+            editcount: id.editcount,
+            groups: id
+                .groups
+                .iter()
+                .filter(|g| g.as_str() != "*")
+                .map(|g| g.chars().take(MAX_GROUP_CHARS).collect())
+                .take(MAX_GROUPS)
+                .collect(),
+            blocked: id.blocked,
+        }
+    }
+}
+
+/// A logged-in user.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LoggedIn {
+    /// Lets the tool call the wiki as the user.
+    pub token: AccessToken,
+    /// Who the user is.
+    pub user: UserSummary,
+    /// The token that the logout form must echo.
+    pub csrf: String,
+    /// When the user logged in, in seconds since the Unix epoch.
+    pub since: u64,
+}
+
+/// Where the visitor stands with login.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
+pub enum AuthState {
+    /// Not logged in, no login under way.
+    #[default]
+    Anonymous,
+    /// One or more logins (tabs) under way, oldest first.
+    Pending {
+        /// The logins, each keyed by its request token.
+        logins: Vec<PendingLogin>,
+    },
+    /// Logged in.
+    LoggedIn(LoggedIn),
+}
+
+impl AuthState {
+    fn is_anonymous(&self) -> bool {
+        matches!(self, AuthState::Anonymous)
+    }
+}
+
+/// What became of the `oauth_token` that the wiki sent back.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PendingLookup {
+    /// A pending login of this session, now removed (single use).
+    Found(PendingLogin),
+    /// A pending login of this session, now removed, that is too old.
+    Expired(PendingLogin),
+    /// Other logins are pending, not this one.
+    Mismatch,
+    /// No login is pending in this session at all.
+    NothingPending,
+}
+
 /// Everything the cookie carries. Unknown fields are ignored and missing ones
 /// take their defaults, so a newer or older release can read the cookie.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
@@ -49,6 +172,121 @@ pub struct SessionData {
     /// Pending notices, oldest first.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub flashes: Vec<Flash>,
+    /// The login state.
+    #[serde(default, skip_serializing_if = "AuthState::is_anonymous")]
+    pub auth: AuthState,
+}
+
+impl SessionData {
+    /// The logged-in user, if any.
+    pub fn logged_in(&self) -> Option<&LoggedIn> {
+        match &self.auth {
+            AuthState::LoggedIn(l) => Some(l),
+            _ => None,
+        }
+    }
+
+    /// Records a login under way, forgetting expired ones and, beyond
+    /// [`MAX_PENDING_LOGINS`], the oldest.
+    pub fn add_pending(&mut self, login: PendingLogin, now: u64) {
+        let mut logins = match std::mem::take(&mut self.auth) {
+            AuthState::Pending { logins } => logins,
+            _ => Vec::new(),
+        };
+        logins.retain(|p| !p.is_expired(now) && p.token.key() != login.token.key());
+        logins.push(login);
+        if logins.len() > MAX_PENDING_LOGINS {
+            let excess = logins.len() - MAX_PENDING_LOGINS;
+            logins.drain(..excess);
+        }
+        self.auth = AuthState::Pending { logins };
+    }
+
+    /// Takes the pending login whose request token is `oauth_token`: it is
+    /// removed whatever happens next, so it can be used only once.
+    pub fn take_pending(&mut self, oauth_token: &str, now: u64) -> PendingLookup {
+        let AuthState::Pending { logins } = &mut self.auth else {
+            return PendingLookup::NothingPending;
+        };
+        let found = logins
+            .iter()
+            .position(|p| p.token.key() == oauth_token)
+            .map(|i| logins.remove(i));
+        logins.retain(|p| !p.is_expired(now));
+        let any_left = !logins.is_empty();
+        if !any_left {
+            self.auth = AuthState::Anonymous;
+        }
+        match found {
+            Some(p) if p.is_expired(now) => PendingLookup::Expired(p),
+            Some(p) => PendingLookup::Found(p),
+            None if any_left => PendingLookup::Mismatch,
+            None => PendingLookup::NothingPending,
+        }
+    }
+
+    /// Forgets what has outlived its time: pending logins older than
+    /// [`PENDING_LOGIN_TTL`] and a login older than [`MAX_AGE`] (a copied
+    /// cookie does not outlive the browser's). Returns whether anything went.
+    pub fn expire(&mut self, now: u64) -> bool {
+        match &mut self.auth {
+            AuthState::LoggedIn(l) if now.saturating_sub(l.since) > MAX_AGE.as_secs() => {
+                self.auth = AuthState::Anonymous;
+                true
+            }
+            AuthState::Pending { logins } => {
+                let before = logins.len();
+                logins.retain(|p| !p.is_expired(now));
+                let changed = logins.len() != before;
+                if logins.is_empty() {
+                    self.auth = AuthState::Anonymous;
+                }
+                changed
+            }
+            _ => false,
+        }
+    }
+
+    /// Makes the data smaller by one step, least useful first. Returns
+    /// false when nothing more can go without losing the login.
+    pub fn shrink(&mut self) -> bool {
+        if self.flashes.len() > 1 {
+            self.flashes.remove(0);
+            return true;
+        }
+        if let Some(flash) = self.flashes.first_mut()
+            && flash.text.len() > 300
+        {
+            let cut = flash
+                .text
+                .char_indices()
+                .nth(200)
+                .map_or(flash.text.len(), |(i, _)| i);
+            flash.text.truncate(cut);
+            flash.text.push('…');
+            return true;
+        }
+        match &mut self.auth {
+            AuthState::Pending { logins } if !logins.is_empty() => {
+                logins.remove(0);
+                if logins.is_empty() {
+                    self.auth = AuthState::Anonymous;
+                }
+                return true;
+            }
+            AuthState::LoggedIn(l) if !l.user.groups.is_empty() => {
+                let keep = l.user.groups.len() / 2;
+                l.user.groups.truncate(keep);
+                return true;
+            }
+            _ => {}
+        }
+        if !self.flashes.is_empty() {
+            self.flashes.clear();
+            return true;
+        }
+        false
+    }
 }
 
 #[derive(Debug, Default)]
@@ -104,6 +342,15 @@ impl Session {
         }
         inner.changed = true;
         std::mem::take(&mut inner.data.flashes)
+    }
+
+    /// Replaces the whole session with a fresh one holding `auth` (a login
+    /// renews the session: earlier pending logins are gone). Pending
+    /// notices are kept.
+    pub fn renew(&self, auth: AuthState) {
+        self.update(|d| {
+            d.auth = auth;
+        });
     }
 
     /// Forgets everything and removes the cookie.
@@ -203,9 +450,14 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
             .get(COOKIE_NAME)
             .and_then(|c| serde_json::from_str::<SessionData>(c.value_str()).ok());
         let unreadable = had_cookie && loaded.is_none();
+        let mut data = loaded.unwrap_or_default();
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_secs());
+        let expired = data.expire(now);
         let session = Session(Arc::new(Mutex::new(Inner {
-            data: loaded.unwrap_or_default(),
-            changed: false,
+            data,
+            changed: expired,
             purged: unreadable,
         })));
         let secure = is_https(&req);
@@ -224,9 +476,32 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
             cookie
         };
         if inner.changed && inner.data != SessionData::default() {
-            match serde_json::to_string(&inner.data) {
-                Ok(value) => private.add(cookie(value)),
-                Err(e) => tracing::error!(error = %e, "could not serialise the session"),
+            let mut data = inner.data.clone();
+            loop {
+                let value = match serde_json::to_string(&data) {
+                    Ok(value) => value,
+                    Err(e) => {
+                        tracing::error!(error = %e, "could not serialise the session");
+                        break;
+                    }
+                };
+                private.add(cookie(value));
+                let size = jar.get(COOKIE_NAME).map_or(0, |c| c.to_string().len());
+                if size <= MAX_COOKIE_BYTES {
+                    break;
+                }
+                if !data.shrink() {
+                    tracing::error!(
+                        bytes = size,
+                        "the session cookie is over the size limit and cannot shrink further"
+                    );
+                    break;
+                }
+                tracing::warn!(
+                    bytes = size,
+                    limit = MAX_COOKIE_BYTES,
+                    "the session cookie is too large: dropping its least useful part"
+                );
             }
         } else if (inner.changed || inner.purged) && had_cookie {
             let mut removal = cookie(String::new());
@@ -235,5 +510,175 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
         }
         drop(inner);
         result
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use poem::IntoResponse as _;
+
+    fn pending(key: &str, created: u64) -> PendingLogin {
+        PendingLogin {
+            token: RequestToken::new(key, "secret"),
+            next: None,
+            created,
+        }
+    }
+
+    #[test]
+    fn pending_logins_are_keyed_single_use_and_expire() {
+        let mut data = SessionData::default();
+        data.add_pending(pending("a", 1000), 1000);
+        data.add_pending(pending("b", 1100), 1100);
+
+        assert!(
+            matches!(data.take_pending("b", 1200), PendingLookup::Found(p) if p.token.key() == "b")
+        );
+        assert_eq!(
+            data.take_pending("b", 1200),
+            PendingLookup::Mismatch,
+            "used once"
+        );
+        assert!(matches!(
+            data.take_pending("a", 1000 + 601),
+            PendingLookup::Expired(_)
+        ));
+        assert_eq!(data.take_pending("a", 1700), PendingLookup::NothingPending);
+        assert_eq!(data.auth, AuthState::Anonymous);
+    }
+
+    #[test]
+    fn a_login_older_than_the_cookie_lifetime_is_forgotten() {
+        let mut data = huge_login(0);
+        assert!(!data.expire(MAX_AGE.as_secs()));
+        assert!(data.logged_in().is_some());
+        assert!(data.expire(MAX_AGE.as_secs() + 1));
+        assert_eq!(data.auth, AuthState::Anonymous);
+
+        let mut pending = SessionData::default();
+        pending.add_pending(self::pending("a", 1000), 1000);
+        assert!(!pending.expire(1600));
+        assert!(pending.expire(1601));
+        assert_eq!(pending.auth, AuthState::Anonymous);
+    }
+
+    #[test]
+    fn only_a_few_logins_may_be_pending_and_the_oldest_go_first() {
+        let mut data = SessionData::default();
+        for i in 0..10 {
+            data.add_pending(pending(&format!("t{i}"), 1000 + i), 1000 + i);
+        }
+        let AuthState::Pending { logins } = &data.auth else {
+            panic!("{:?}", data.auth)
+        };
+        assert_eq!(logins.len(), MAX_PENDING_LOGINS);
+        assert_eq!(logins[0].token.key(), "t6");
+    }
+
+    fn huge_login(since: u64) -> SessionData {
+        SessionData {
+            flashes: vec![
+                Flash {
+                    level: FlashLevel::Error,
+                    text: "é".repeat(1500)
+                };
+                5
+            ],
+            auth: AuthState::LoggedIn(LoggedIn {
+                token: AccessToken::new("0".repeat(32), "1".repeat(40)),
+                user: UserSummary {
+                    username: "Ü".repeat(127),
+                    sub: "123456789".into(),
+                    editcount: 1,
+                    groups: vec!["g".repeat(64); 20],
+                    blocked: false,
+                },
+                csrf: "c".repeat(43),
+                since,
+            }),
+        }
+    }
+
+    #[tokio::test]
+    async fn an_oversized_session_is_cut_down_to_fit_a_cookie_and_keeps_the_login() {
+        let key = SecretString::from(crate::config::generate_session_key());
+        let writer = SessionMiddleware::new(&key)
+            .unwrap()
+            .transform(poem::endpoint::make(|req: Request| async move {
+                let session = req.extensions().get::<Session>().cloned().unwrap();
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                session.update(|d| *d = huge_login(now));
+                "written"
+            }));
+        let resp = writer
+            .call(Request::builder().finish())
+            .await
+            .unwrap()
+            .into_response();
+        let set_cookie = resp.headers()["set-cookie"].to_str().unwrap().to_owned();
+        assert!(
+            set_cookie.len() <= MAX_COOKIE_BYTES,
+            "{} bytes",
+            set_cookie.len()
+        );
+        let pair = set_cookie.split(';').next().unwrap().to_owned();
+
+        let reader = SessionMiddleware::new(&key)
+            .unwrap()
+            .transform(poem::endpoint::make(|req: Request| async move {
+                let session = req.extensions().get::<Session>().cloned().unwrap();
+                session
+                    .data()
+                    .logged_in()
+                    .map(|l| l.user.username.clone())
+                    .unwrap_or_default()
+            }));
+        let resp = reader
+            .call(Request::builder().header("cookie", pair).finish())
+            .await
+            .unwrap()
+            .into_response();
+        let body = resp.into_body().into_string().await.unwrap();
+        assert_eq!(body, "Ü".repeat(127));
+    }
+
+    #[test]
+    fn shrinking_never_drops_the_login() {
+        let mut data = SessionData {
+            flashes: vec![
+                Flash {
+                    level: FlashLevel::Info,
+                    text: "x".repeat(2000)
+                };
+                5
+            ],
+            auth: AuthState::LoggedIn(LoggedIn {
+                token: AccessToken::new("k", "s"),
+                user: UserSummary {
+                    username: "U".repeat(255),
+                    sub: "1".into(),
+                    editcount: 1,
+                    groups: vec!["g".repeat(64); 20],
+                    blocked: false,
+                },
+                csrf: "c".into(),
+                since: 0,
+            }),
+        };
+        let mut steps = 0;
+        while data.shrink() {
+            steps += 1;
+            assert!(steps < 100);
+        }
+        assert!(data.flashes.is_empty());
+        assert!(
+            data.logged_in()
+                .is_some_and(|l| l.user.username.len() == 255)
+        );
     }
 }

@@ -10,6 +10,8 @@ const TEMPLATES: &[(&str, &str)] = &[
     ("layout", include_str!("../../templates/layout.hbs")),
     ("index", include_str!("../../templates/index.hbs")),
     ("error", include_str!("../../templates/error.hbs")),
+    ("logout", include_str!("../../templates/logout.hbs")),
+    ("profile", include_str!("../../templates/profile.hbs")),
 ];
 
 /// The stylesheet, served at `/static/style.css`.

@@ -2,13 +2,18 @@
 //! to it with a cookie-keeping client that does not follow redirects.
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
+use hello_oauth::config::OAuthConsumer;
 use hello_oauth::{App, Config};
+
+use crate::fake_wiki::{CONSUMER_KEY, CONSUMER_SECRET, FakeWiki};
 
 /// A running app and a client for it.
 pub struct TestApp {
     pub addr: SocketAddr,
     pub client: reqwest::Client,
+    pub jar: std::sync::Arc<reqwest::cookie::Jar>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -30,12 +35,72 @@ impl TestApp {
         let task = tokio::spawn(app.run_until(async {
             let _ = rx.await;
         }));
+        let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
         TestApp {
             addr,
-            client: client(),
+            client: client_with(jar.clone()),
+            jar,
             shutdown: Some(tx),
             task: Some(task),
         }
+    }
+
+    /// Starts a fake wiki and the app configured to log in with it (the
+    /// consumer registered with the app's `/oauth-callback`, not as prefix).
+    pub async fn with_fake_wiki() -> (TestApp, FakeWiki) {
+        Self::with_fake_wiki_and(|_| {}).await
+    }
+
+    /// Same, after `tweak` has adjusted the configuration.
+    pub async fn with_fake_wiki_and(tweak: impl FnOnce(&mut Config)) -> (TestApp, FakeWiki) {
+        let wiki = FakeWiki::start().await;
+        let index = wiki.index_url();
+        let app = TestApp::spawn_with(|c| {
+            c.mwuri = url::Url::parse(&index).unwrap();
+            c.consumer = Some(OAuthConsumer {
+                key: CONSUMER_KEY.into(),
+                secret: CONSUMER_SECRET.to_owned().into(),
+            });
+            c.wiki_timeout = Duration::from_secs(2);
+            tweak(c);
+        })
+        .await;
+        wiki.register_callback(&app.url("/oauth-callback"), false);
+        (app, wiki)
+    }
+
+    /// `GET /login` and the wiki URL it sends the browser to.
+    pub async fn start_login(&self, path: &str) -> String {
+        let resp = self.get_page(path).await;
+        assert_eq!(resp.status(), 303, "{path} redirects");
+        let location = resp.headers()["location"].to_str().unwrap().to_owned();
+        assert!(
+            location.contains("title=Special%3AOAuth%2Fauthenticate"),
+            "{path} goes to the wiki, not {location}"
+        );
+        location
+    }
+
+    /// The whole login: start, approve on the wiki, come back. Returns the
+    /// callback's answer.
+    pub async fn log_in(&self, wiki: &FakeWiki) -> reqwest::Response {
+        let authorize = self.start_login("/login").await;
+        let callback = wiki.approve(&authorize).await;
+        self.client.get(&callback).send().await.unwrap()
+    }
+
+    /// The home page's HTML.
+    pub async fn home(&self) -> String {
+        self.get_page("/").await.text().await.unwrap()
+    }
+
+    /// The session cookie as this client would send it, if any.
+    pub fn session_cookie(&self) -> Option<String> {
+        use reqwest::cookie::CookieStore as _;
+        let url = url::Url::parse(&self.url("/")).unwrap();
+        self.jar
+            .cookies(&url)
+            .map(|v| v.to_str().unwrap().to_owned())
     }
 
     /// The absolute URL of `path`.
@@ -66,11 +131,11 @@ impl TestApp {
     }
 }
 
-/// A client that keeps cookies and does not follow redirects.
-pub fn client() -> reqwest::Client {
+/// A client that keeps cookies in `jar` and does not follow redirects.
+pub fn client_with(jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client {
     hello_oauth::install_crypto_provider();
     reqwest::Client::builder()
-        .cookie_store(true)
+        .cookie_provider(jar)
         .redirect(reqwest::redirect::Policy::none())
         .build()
         .expect("a client")

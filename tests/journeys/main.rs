@@ -5,8 +5,13 @@
 // A panic is how a test fails: unwrapping is the assertion here.
 #![allow(clippy::unwrap_used)]
 
+mod browser;
+mod fake_wiki;
+mod hardening;
 mod helpers;
 mod home;
+mod login;
+mod login_logs;
 mod openapi;
 mod ops;
 mod process;

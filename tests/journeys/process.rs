@@ -186,6 +186,7 @@ fn every_invalid_value_is_reported_at_once_without_echoing_secrets() {
             ("LOG_FORMAT", "xml"),
             ("TOOL_DRAIN_SECONDS", "60"),
             ("TOOL_PUBLIC_URL", "ftp://example.org/"),
+            ("TOOL_MAX_BODY_BYTES", "lots"),
         ],
     )
     .output()
@@ -201,6 +202,7 @@ fn every_invalid_value_is_reported_at_once_without_echoing_secrets() {
         "LOG_FORMAT:",
         "TOOL_DRAIN_SECONDS:",
         "TOOL_PUBLIC_URL:",
+        "TOOL_MAX_BODY_BYTES:",
     ] {
         assert!(stderr.contains(var), "{var} missing from:\n{stderr}");
     }

@@ -1,0 +1,126 @@
+//! Limits that keep a flood or a hostile client from turning into unbounded
+//! memory or stuck tasks: at most N requests in flight (the rest get a quick
+//! 503 with `Retry-After`), a bounded request body and header block, and a
+//! deadline per request. `/healthz` is exempt from the concurrency limit so
+//! that an overload never looks like a dead process to Kubernetes.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use http_body_util::BodyExt as _;
+use poem::http::{StatusCode, header};
+use poem::{Body, Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use tokio::sync::Semaphore;
+
+/// The limits, from the configuration.
+#[derive(Debug, Clone, Copy)]
+pub struct LimitSettings {
+    /// Largest request body accepted, in bytes.
+    pub max_body_bytes: usize,
+    /// Largest header block accepted (names + values), in bytes.
+    pub max_header_bytes: usize,
+    /// Requests served at once; more get 503.
+    pub max_concurrent: usize,
+    /// Deadline for one request.
+    pub request_timeout: Duration,
+}
+
+/// Middleware factory; see the module docs.
+#[derive(Debug, Clone)]
+pub struct Limits {
+    settings: LimitSettings,
+    permits: Arc<Semaphore>,
+}
+
+impl Limits {
+    /// Creates the middleware.
+    pub fn new(settings: LimitSettings) -> Self {
+        Self {
+            settings,
+            permits: Arc::new(Semaphore::new(settings.max_concurrent.max(1))),
+        }
+    }
+}
+
+impl<E: Endpoint> Middleware<E> for Limits {
+    type Output = LimitsEndpoint<E>;
+
+    fn transform(&self, ep: E) -> Self::Output {
+        LimitsEndpoint {
+            inner: ep,
+            settings: self.settings,
+            permits: self.permits.clone(),
+        }
+    }
+}
+
+/// Endpoint produced by [`Limits`].
+#[derive(Debug)]
+pub struct LimitsEndpoint<E> {
+    inner: E,
+    settings: LimitSettings,
+    permits: Arc<Semaphore>,
+}
+
+fn status(code: StatusCode) -> poem::Error {
+    poem::Error::from_status(code)
+}
+
+impl<E: Endpoint> Endpoint for LimitsEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let _permit = if req.uri().path() == "/healthz" {
+            None
+        } else {
+            match self.permits.clone().try_acquire_owned() {
+                Ok(permit) => Some(permit),
+                Err(_) => {
+                    tracing::warn!(
+                        limit = self.settings.max_concurrent,
+                        "overloaded: request refused"
+                    );
+                    let mut resp = status(StatusCode::SERVICE_UNAVAILABLE).into_response();
+                    resp.headers_mut()
+                        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+                    return Ok(resp);
+                }
+            }
+        };
+
+        let header_bytes: usize = req
+            .headers()
+            .iter()
+            .map(|(k, v)| k.as_str().len() + v.len())
+            .sum();
+        if header_bytes > self.settings.max_header_bytes {
+            return Err(status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+        }
+
+        let max_body = self.settings.max_body_bytes;
+        let declared = req
+            .header(header::CONTENT_LENGTH)
+            .and_then(|v| v.parse::<u64>().ok());
+        if declared.is_some_and(|len| len > max_body as u64) {
+            return Err(status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        // A body without a length (chunked) is cut off at the limit while it
+        // is read, so no extractor can buffer more than `max_body`.
+        let body: http_body_util::combinators::BoxBody<_, _> = req.take_body().into();
+        let limited = http_body_util::Limited::new(body, max_body)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+            .boxed();
+        req.set_body(Body::from(limited));
+
+        match tokio::time::timeout(self.settings.request_timeout, self.inner.call(req)).await {
+            Ok(result) => result.map(IntoResponse::into_response),
+            Err(_) => {
+                tracing::warn!(
+                    timeout_seconds = self.settings.request_timeout.as_secs_f64(),
+                    "request timed out"
+                );
+                Err(status(StatusCode::SERVICE_UNAVAILABLE))
+            }
+        }
+    }
+}
