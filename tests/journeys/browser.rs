@@ -225,9 +225,9 @@ async fn a_person_logs_in_and_out_with_a_real_browser() {
             std::env::var_os("CI").is_none(),
             "chromium and chromedriver must be installed on CI (apt-get install chromium chromium-driver)"
         );
-        eprintln!(
-            "SKIPPED: chromium not installed (apt-get install chromium chromium-driver): \
-             the real-browser login test did not run"
+        crate::helpers::skip_loudly(
+            "chromium not installed (apt-get install chromium chromium-driver): \
+             the real-browser login test did not run",
         );
         return;
     }

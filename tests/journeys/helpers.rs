@@ -140,3 +140,12 @@ pub fn client_with(jar: std::sync::Arc<reqwest::cookie::Jar>) -> reqwest::Client
         .build()
         .expect("a client")
 }
+
+/// Says loudly that a test did not run: written straight to the process's
+/// stderr, past the test harness's output capture, so it shows in a passing
+/// `cargo test` run too.
+pub fn skip_loudly(what: &str) {
+    use std::io::Write as _;
+    let line = "=".repeat(70);
+    let _ = writeln!(std::io::stderr(), "\n{line}\nSKIPPED: {what}\n{line}\n");
+}

@@ -47,11 +47,7 @@ fn tool(name: &str, install: &str) -> Option<PathBuf> {
         if std::env::var_os("CI").is_some() {
             panic!("{name} is not installed and CI is set: install it with `{install}`");
         }
-        eprintln!(
-            "\n==================================================================\n\
-             SKIPPED: {name} not installed ({install})\n\
-             ==================================================================\n"
-        );
+        crate::helpers::skip_loudly(&format!("{name} not installed ({install})"));
     }
     found
 }

@@ -1,0 +1,555 @@
+//! The benchmark: `cargo bench --bench load` (or `scripts/bench`).
+//!
+//! Runs the release build of hello-oauth pinned to one core and the load
+//! generator (oha) pinned to the other, next to a minimal hyper server built
+//! from this file that answers the same bytes, and prints every figure both
+//! absolute and as a ratio to that baseline. Budgets from
+//! docs/performance.md are checked at the end; the exit status says whether
+//! they held. Only loopback is used.
+//!
+//! Flags: `--quick` (short runs, for a smoke test), `--duration SECS`,
+//! `--json PATH` (default target/bench/latest.json; the previous file is
+//! kept as previous.json and compared).
+
+// A panic is how the bench reports a broken set-up.
+#![allow(clippy::unwrap_used)]
+
+use std::collections::BTreeMap;
+use std::io::{Read as _, Write as _};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+
+const SERVER_CPU: &str = "0";
+const LOAD_CPU: &str = "1";
+const MIB: f64 = 1024.0 * 1024.0;
+
+fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if let Some(pos) = args.iter().position(|a| a == "--serve-baseline") {
+        baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        return;
+    }
+    // `cargo bench` passes `--bench`; ignore it and anything unknown.
+    let quick = args.iter().any(|a| a == "--quick");
+    let duration = flag(&args, "--duration")
+        .map(|s| s.parse::<u64>().expect("--duration takes seconds"))
+        .unwrap_or(if quick { 2 } else { 10 });
+    let json_path = flag(&args, "--json")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| target_dir().join("bench/latest.json"));
+    let code = run(duration, &json_path);
+    std::process::exit(code);
+}
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+}
+
+fn target_dir() -> PathBuf {
+    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
+    // target/<profile>/hello-oauth -> target/
+    exe.parent()
+        .and_then(Path::parent)
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"))
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn pinned(cpu: &str, program: &Path) -> Command {
+    let mut cmd = Command::new("taskset");
+    cmd.arg("-c").arg(cpu).arg(program);
+    cmd
+}
+
+/// One HTTP/1.1 GET over a fresh connection; returns (status, headers, body).
+fn http_get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Option<(u16, String, Vec<u8>)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(5))).ok()?;
+    let cookie = cookie
+        .map(|c| format!("Cookie: {c}\r\n"))
+        .unwrap_or_default();
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n{cookie}\r\n"
+    )
+    .ok()?;
+    let mut raw = Vec::new();
+    stream.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, head, raw[split + 4..].to_vec()))
+}
+
+fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+    head.lines().find_map(|l| {
+        let (k, v) = l.split_once(':')?;
+        k.eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}
+
+fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map(|kib| kib / 1024.0)
+        .unwrap_or(f64::NAN)
+}
+
+struct Server {
+    child: Child,
+    addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts hello-oauth and measures exec -> first 200 on /healthz.
+fn start_service(extra_env: &[(&str, String)]) -> (Server, Duration) {
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
+    let mut cmd = pinned(SERVER_CPU, &bin);
+    cmd.arg("serve")
+        .env_clear()
+        .env("PORT", port.to_string())
+        .env("TOOL_BIND_ADDRESS", "127.0.0.1")
+        .env("LOG_FORMAT", "json")
+        .env("RUST_LOG", "info")
+        .env("TOOL_MAX_CONCURRENT_REQUESTS", "100000")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    for (k, v) in extra_env {
+        cmd.env(k, v);
+    }
+    let start = Instant::now();
+    let child = cmd.spawn().expect("taskset and the release binary start");
+    let server = Server { child, addr };
+    loop {
+        if let Some((200, _, _)) = http_get(addr, "/healthz", None) {
+            return (server, start.elapsed());
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "hello-oauth did not become healthy"
+        );
+        std::thread::sleep(Duration::from_micros(200));
+    }
+}
+
+fn start_baseline(dir: &Path) -> Server {
+    let port = free_port();
+    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let me = std::env::current_exe().unwrap();
+    let child = pinned(SERVER_CPU, &me)
+        .arg("--serve-baseline")
+        .arg(addr.to_string())
+        .arg(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = Instant::now();
+    while http_get(addr, "/healthz", None).is_none() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "baseline did not start"
+        );
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    Server { child, addr }
+}
+
+fn oha() -> PathBuf {
+    if let Ok(p) = std::env::var("OHA") {
+        return PathBuf::from(p);
+    }
+    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
+        let p = Path::new(dir).join("oha");
+        if p.exists() {
+            return p;
+        }
+    }
+    let home = std::env::var("CARGO_HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| {
+            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
+        });
+    let p = home.join("bin/oha");
+    assert!(
+        p.exists(),
+        "oha not found: install it with `cargo install oha --locked --no-default-features` or set OHA"
+    );
+    p
+}
+
+#[derive(Debug, Clone, Default)]
+struct Load {
+    rps: f64,
+    p50_ms: f64,
+    p99_ms: f64,
+    requests: u64,
+    errors: u64,
+    non_2xx: u64,
+}
+
+/// Runs oha; `rate` None = saturation with 32 connections.
+fn load(url: &str, cookie: Option<&str>, secs: u64, rate: Option<u32>) -> Load {
+    let mut cmd = pinned(LOAD_CPU, &oha());
+    cmd.args([
+        "--no-tui",
+        "--output-format",
+        "json",
+        "--wait-ongoing-requests-after-deadline",
+        "-z",
+        &format!("{secs}s"),
+    ]);
+    match rate {
+        Some(q) => cmd.args(["-c", "16", "-q", &q.to_string(), "--latency-correction"]),
+        None => cmd.args(["-c", "32"]),
+    };
+    if let Some(c) = cookie {
+        cmd.args(["-H", &format!("Cookie: {c}")]);
+    }
+    cmd.arg(url);
+    let out = cmd.output().expect("oha runs");
+    assert!(
+        out.status.success(),
+        "oha failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v: Value = serde_json::from_slice(&out.stdout).expect("oha prints JSON");
+    let summary = &v["summary"];
+    let pct = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
+    let codes = v["statusCodeDistribution"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let mut total = 0;
+    let mut non_2xx = 0;
+    for (code, n) in &codes {
+        let n = n.as_u64().unwrap_or(0);
+        total += n;
+        if !code.starts_with('2') {
+            non_2xx += n;
+        }
+    }
+    let errors = v["errorDistribution"]
+        .as_object()
+        .map(|m| m.values().filter_map(Value::as_u64).sum())
+        .unwrap_or(0);
+    Load {
+        rps: summary["requestsPerSec"].as_f64().unwrap_or(0.0),
+        p50_ms: pct("p50"),
+        p99_ms: pct("p99"),
+        requests: total,
+        errors,
+        non_2xx,
+    }
+}
+
+struct Route {
+    name: &'static str,
+    path: &'static str,
+    cookie: Option<String>,
+    baseline: Option<&'static str>,
+}
+
+fn run(secs: u64, json_path: &Path) -> i32 {
+    println!(
+        "hello-oauth benchmark: server on CPU {SERVER_CPU}, oha on CPU {LOAD_CPU}, {secs} s per run"
+    );
+    let bin = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
+    let binary_mib = std::fs::metadata(&bin)
+        .map(|m| m.len() as f64 / MIB)
+        .unwrap_or(f64::NAN);
+
+    // Start-up time: the best of five cold starts (the first pays page-cache misses).
+    let mut startups = Vec::new();
+    for _ in 0..5 {
+        let (server, t) = start_service(&[]);
+        startups.push(t);
+        drop(server);
+    }
+    let startup_ms = startups.iter().min().unwrap().as_secs_f64() * 1000.0;
+
+    let (service, _) = start_service(&[]);
+    std::thread::sleep(Duration::from_millis(500));
+    let idle_rss = rss_mib(service.child.id());
+
+    // Capture the exact bytes the baseline must answer.
+    let dir = target_dir().join("bench/baseline-bodies");
+    std::fs::create_dir_all(&dir).unwrap();
+    for (name, path) in [("healthz", "/healthz"), ("home", "/")] {
+        let (status, head, body) = http_get(service.addr, path, None).unwrap();
+        assert_eq!(status, 200, "{path}");
+        std::fs::write(dir.join(format!("{name}.body")), &body).unwrap();
+        let ct = header(&head, "content-type").unwrap_or("text/plain");
+        std::fs::write(dir.join(format!("{name}.type")), ct).unwrap();
+    }
+    let baseline = start_baseline(&dir);
+
+    let routes = [
+        Route {
+            name: "GET /healthz",
+            path: "/healthz",
+            cookie: None,
+            baseline: Some("/healthz"),
+        },
+        Route {
+            name: "GET / (anonymous)",
+            path: "/",
+            cookie: None,
+            baseline: Some("/"),
+        },
+        Route {
+            name: "GET /metrics",
+            path: "/metrics",
+            cookie: None,
+            baseline: None,
+        },
+    ];
+
+    let mut results = BTreeMap::new();
+    let mut base_results = BTreeMap::new();
+    for route in &routes {
+        let url = format!("http://{}{}", service.addr, route.path);
+        if http_get(service.addr, route.path, route.cookie.as_deref()).map(|r| r.0) != Some(200) {
+            println!(
+                "  skipping {}: it does not answer 200 on this build",
+                route.name
+            );
+            continue;
+        }
+        let sat = load(&url, route.cookie.as_deref(), secs, None);
+        let fixed = load(&url, route.cookie.as_deref(), secs, Some(1000));
+        results.insert(route.name, (sat, fixed));
+        if let Some(bpath) = route.baseline {
+            let burl = format!("http://{}{}", baseline.addr, bpath);
+            base_results.insert(route.name, load(&burl, None, secs, None));
+        }
+    }
+    let loaded_rss = rss_mib(service.child.id());
+
+    // Report.
+    println!();
+    println!(
+        "{:<22} {:>10} {:>8} {:>9} {:>9} {:>9} {:>7}",
+        "route", "req/s", "vs base", "p50 ms", "p99 ms", "p99@1k", "errors"
+    );
+    let mut json_routes = serde_json::Map::new();
+    for route in &routes {
+        let Some((sat, fixed)) = results.get(route.name) else {
+            continue;
+        };
+        let ratio = base_results.get(route.name).map(|b| sat.rps / b.rps);
+        let errors = sat.errors + sat.non_2xx + fixed.errors + fixed.non_2xx;
+        println!(
+            "{:<22} {:>10.0} {:>8} {:>9.3} {:>9.3} {:>9.3} {:>7}",
+            route.name,
+            sat.rps,
+            ratio
+                .map(|r| format!("{:.0}%", r * 100.0))
+                .unwrap_or_else(|| "-".into()),
+            sat.p50_ms,
+            sat.p99_ms,
+            fixed.p99_ms,
+            errors
+        );
+        json_routes.insert(
+            route.name.into(),
+            json!({
+                "rps": sat.rps, "p50_ms": sat.p50_ms, "p99_ms": sat.p99_ms,
+                "p50_ms_at_1000rps": fixed.p50_ms, "p99_ms_at_1000rps": fixed.p99_ms,
+                "requests": sat.requests + fixed.requests, "errors": errors,
+                "baseline_rps": base_results.get(route.name).map(|b| b.rps),
+                "ratio_to_baseline": ratio,
+            }),
+        );
+    }
+    for (name, b) in &base_results {
+        println!(
+            "{:<22} {:>10.0}   (minimal hyper server, same bytes as {name})",
+            "  baseline", b.rps
+        );
+    }
+    println!();
+    println!("start-up to first healthy answer: {startup_ms:.1} ms (best of 5)");
+    println!(
+        "resident memory: idle {idle_rss:.1} MiB, after the saturated runs {loaded_rss:.1} MiB"
+    );
+    println!("release binary: {binary_mib:.1} MiB ({})", bin.display());
+
+    // Budgets (docs/performance.md).
+    let mut failed = Vec::new();
+    let mut check = |ok: bool, what: String| {
+        println!("  [{}] {what}", if ok { " ok " } else { "FAIL" });
+        if !ok {
+            failed.push(what);
+        }
+    };
+    println!("\nbudgets:");
+    let ratio = |name: &str| {
+        let (s, _) = results.get(name)?;
+        Some(s.rps / base_results.get(name)?.rps)
+    };
+    if let Some(r) = ratio("GET /healthz") {
+        check(
+            r >= 0.8,
+            format!("/healthz at {:.0}% of the baseline (>= 80%)", r * 100.0),
+        );
+    }
+    if let Some(r) = ratio("GET / (anonymous)") {
+        check(
+            r >= 0.6,
+            format!("anonymous / at {:.0}% of the baseline (>= 60%)", r * 100.0),
+        );
+    }
+    check(
+        idle_rss <= 12.0,
+        format!("idle RSS {idle_rss:.1} MiB (<= 12 MiB)"),
+    );
+    check(
+        loaded_rss <= 32.0,
+        format!("RSS after saturation {loaded_rss:.1} MiB (<= 32 MiB)"),
+    );
+    check(
+        startup_ms <= 100.0,
+        format!("start-up {startup_ms:.1} ms (<= 100 ms)"),
+    );
+    for (name, (sat, fixed)) in &results {
+        check(
+            fixed.p99_ms <= 5.0,
+            format!(
+                "{name}: p99 at 1,000 req/s {:.2} ms (<= 5 ms)",
+                fixed.p99_ms
+            ),
+        );
+        check(
+            sat.errors + sat.non_2xx + fixed.errors + fixed.non_2xx == 0,
+            format!("{name}: no errors and no non-2xx answers"),
+        );
+    }
+
+    let report = json!({
+        "duration_seconds": secs,
+        "routes": json_routes,
+        "startup_ms": startup_ms,
+        "idle_rss_mib": idle_rss,
+        "loaded_rss_mib": loaded_rss,
+        "binary_mib": binary_mib,
+        "failed_budgets": failed,
+    });
+    if let Some(dir) = json_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    if json_path.exists() {
+        let previous = json_path.with_file_name("previous.json");
+        let _ = std::fs::rename(json_path, &previous);
+        if let Ok(prev) = std::fs::read_to_string(&previous)
+            .map_err(|_| ())
+            .and_then(|s| serde_json::from_str::<Value>(&s).map_err(|_| ()))
+        {
+            println!("\ncompared with the previous run ({}):", previous.display());
+            for (name, now) in &json_routes {
+                if let (Some(a), Some(b)) =
+                    (prev["routes"][name]["rps"].as_f64(), now["rps"].as_f64())
+                {
+                    println!(
+                        "  {name:<22} {a:>10.0} -> {b:>10.0} req/s ({:+.1}%)",
+                        (b / a - 1.0) * 100.0
+                    );
+                }
+            }
+        }
+    }
+    std::fs::write(json_path, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
+    println!("\nfigures written to {}", json_path.display());
+    if failed.is_empty() {
+        println!("all budgets held");
+        0
+    } else {
+        println!("{} budget(s) failed", failed.len());
+        1
+    }
+}
+
+/// The minimal hyper server the figures are compared with: it answers the
+/// bytes captured from hello-oauth, with nothing else in the way.
+mod baseline {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
+    struct Page {
+        body: Bytes,
+        content_type: String,
+    }
+
+    fn page(dir: &Path, name: &str) -> Page {
+        Page {
+            body: Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
+            content_type: std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
+        }
+    }
+
+    pub fn serve(addr: &str, dir: &Path) {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let pages: &'static [Page; 2] =
+            Box::leak(Box::new([page(dir, "healthz"), page(dir, "home")]));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                        let page = if req.uri().path() == "/healthz" {
+                            &pages[0]
+                        } else {
+                            &pages[1]
+                        };
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", page.content_type.as_str())
+                                .body(Full::new(page.body.clone()))
+                                .unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    }
+}
