@@ -268,13 +268,15 @@ pub fn identity_claims(data: &[u8]) {
                 String::from_utf8_lossy(claims)
             )
         };
-        let header: serde_json::Value =
-            serde_json::from_slice(header).unwrap_or_else(|_| fail("header is not JSON"));
+        // The service reads its claims leniently (a field it ignores may
+        // hold bytes that are not UTF-8); so does this check.
+        let header: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(header))
+            .unwrap_or_else(|_| fail("header is not JSON"));
         if header["alg"] != "HS256" {
             fail("algorithm is not HS256");
         }
-        let claims: serde_json::Value =
-            serde_json::from_slice(claims).unwrap_or_else(|_| fail("claims are not JSON"));
+        let claims: serde_json::Value = serde_json::from_str(&String::from_utf8_lossy(claims))
+            .unwrap_or_else(|_| fail("claims are not JSON"));
         let aud_ok = match &claims["aud"] {
             serde_json::Value::String(a) => a == AUDIENCE,
             serde_json::Value::Array(all) => all.iter().any(|a| a == AUDIENCE),
@@ -600,8 +602,14 @@ impl Got {
                 "redirected off the site to {location:?}, for {what}"
             );
         }
-        if h.get(header::CONTENT_SECURITY_POLICY)
-            .is_some_and(|csp| csp == CONTENT_SECURITY_POLICY)
+        // A page (JSON may quote the input: it is never rendered).
+        let html = h
+            .get(header::CONTENT_TYPE)
+            .and_then(|t| t.to_str().ok())
+            .is_some_and(|t| t.starts_with("text/html"));
+        if html
+            && h.get(header::CONTENT_SECURITY_POLICY)
+                .is_some_and(|csp| csp == CONTENT_SECURITY_POLICY)
         {
             let body = self.body_text().to_ascii_lowercase();
             assert!(
