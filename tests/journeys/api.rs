@@ -177,6 +177,40 @@ async fn a_forged_cookie_or_a_login_in_progress_is_not_a_login() {
 }
 
 #[tokio::test]
+async fn another_sites_scripts_are_not_allowed_to_read_the_identity() {
+    let (app, wiki) = TestApp::with_fake_wiki().await;
+    app.log_in(&wiki).await;
+
+    let resp = app
+        .client
+        .get(app.url("/api/v1/me"))
+        .header("origin", "https://evil.example")
+        .send()
+        .await
+        .unwrap();
+    let preflight = app
+        .client
+        .request(reqwest::Method::OPTIONS, app.url("/api/v1/me"))
+        .header("origin", "https://evil.example")
+        .header("access-control-request-method", "GET")
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(resp.status(), 200);
+    for resp in [&resp, &preflight] {
+        let cors: Vec<_> = resp
+            .headers()
+            .keys()
+            .filter(|k| k.as_str().starts_with("access-control-"))
+            .collect();
+        assert!(cors.is_empty(), "{cors:?}");
+    }
+    assert_eq!(preflight.status(), 405);
+    app.stop().await;
+}
+
+#[tokio::test]
 async fn after_logging_out_me_answers_401_again() {
     let (app, wiki) = TestApp::with_fake_wiki().await;
     app.log_in(&wiki).await;
