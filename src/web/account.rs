@@ -28,8 +28,9 @@ pub struct AuthApi;
 /// The `WWW-Authenticate` challenge of a 401: log in with a form, get a
 /// cookie (RFC 9110 asks every 401 for a challenge; this is the "Cookie"
 /// scheme of draft-broyer-http-cookie-auth).
-const CHALLENGE: &str = "Cookie realm=\"hello-oauth\", form-action=\"/login\", \
-     cookie-name=\"hello_oauth_session\"";
+fn challenge() -> String {
+    format!("Cookie realm=\"hello-oauth\", form-action=\"/login\", cookie-name=\"{COOKIE_NAME}\"")
+}
 
 /// The logged-in user, as the wiki vouched for them at login (the signed
 /// identity the tool verified), kept in the session.
@@ -193,7 +194,7 @@ fn not_logged_in(request_id: &str) -> (Json<ApiError>, String) {
             ),
             request_id,
         )),
-        CHALLENGE.to_owned(),
+        challenge(),
     )
 }
 

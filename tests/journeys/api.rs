@@ -57,7 +57,9 @@ fn assert_not_logged_in(
     );
     let challenge = headers["www-authenticate"].to_str().unwrap();
     assert!(
-        challenge.starts_with("Cookie ") && challenge.contains("form-action=\"/login\""),
+        challenge.starts_with("Cookie ")
+            && challenge.contains("form-action=\"/login\"")
+            && challenge.contains("cookie-name=\"hello_oauth_session\""),
         "{challenge}"
     );
     assert_eq!(body["error"], "not_logged_in");
