@@ -48,6 +48,10 @@ pub struct Identity {
     pub groups: Vec<String>,
     /// Whether the user was blocked at login time.
     pub blocked: bool,
+    /// The OAuth grants the user gave this tool at login (e.g.
+    /// `mwoauth-authonly`, `basic`). Rights are not kept in the session
+    /// (they can be long): `/api/v1/userinfo` has them, live.
+    pub grants: Vec<String>,
     /// When the user logged in, in seconds since the Unix epoch.
     pub logged_in_at: u64,
     /// When this login ends and the user must log in again, in seconds since
@@ -63,6 +67,7 @@ impl Example for Identity {
             editcount: 1234,
             groups: vec!["user".into(), "autoconfirmed".into()],
             blocked: false,
+            grants: vec!["basic".into()],
             logged_in_at: 1_767_225_600,
             login_expires_at: 1_767_225_600 + MAX_AGE.as_secs(),
         }
@@ -78,6 +83,7 @@ impl From<&LoggedIn> for Identity {
             editcount: user.editcount,
             groups: user.groups.clone(),
             blocked: user.blocked,
+            grants: user.grants.clone(),
             logged_in_at: login.since,
             login_expires_at: login.since.saturating_add(MAX_AGE.as_secs()),
         }
@@ -312,6 +318,7 @@ mod tests {
                 editcount: 3,
                 groups: vec!["user".into()],
                 blocked: false,
+                grants: vec!["basic".into()],
             },
             csrf: "csrf-token-value".into(),
             since: 1000,

@@ -96,6 +96,7 @@ async fn after_logging_in_me_tells_who_is_logged_in_without_any_token_or_secret(
     assert_eq!(me["sub"], "4242");
     assert_eq!(me["editcount"], 1234);
     assert_eq!(me["groups"], serde_json::json!(["user", "autoconfirmed"]));
+    assert_eq!(me["grants"], serde_json::json!(["mwoauth-authonly"]));
     assert_eq!(me["blocked"], false);
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
