@@ -278,6 +278,21 @@ impl Client {
         }
     }
 
+    /// The secrets that sign a request: the wiki must not echo them, and
+    /// if it does, they go no further.
+    fn secrets<'a>(&'a self, signer: &Signer<'a>) -> Vec<&'a str> {
+        let mut secrets = vec![self.consumer.secret.expose_secret()];
+        match signer {
+            Signer::Consumer { .. } => {}
+            Signer::Request { token, verifier } => {
+                secrets.push(token.secret().expose_secret());
+                secrets.push(verifier);
+            }
+            Signer::Access(token) => secrets.push(token.secret().expose_secret()),
+        }
+        secrets
+    }
+
     /// Sends a signed request, retrying once (signed afresh) if no
     /// connection could be made, and returns the body and the nonce of the
     /// attempt that was answered. Wiki errors sent with HTTP 200 become
@@ -303,8 +318,13 @@ impl Client {
             match sent {
                 Ok(response) => {
                     let body = self.read(response).await?;
-                    if let Some(err) = Error::from_body(&body) {
-                        return Err(err);
+                    if Error::from_body(&body).is_some() {
+                        // The message is shown to the user and logged: read
+                        // it again once every secret it echoes is gone.
+                        let clean = redact(&body, &self.secrets(&signer));
+                        return Err(Error::from_body(&clean).unwrap_or(Error::BadResponse(
+                            "the wiki's error could not be cleared of secrets",
+                        )));
                     }
                     return Ok((body, signed.nonce));
                 }
@@ -332,7 +352,7 @@ impl Client {
             });
         }
         let mut body = Vec::new();
-        while let Some(chunk) = response.chunk().await.map_err(Error::from_transport)? {
+        while let Some(chunk) = response.chunk().await.map_err(Error::from_body_read)? {
             if body.len() + chunk.len() > self.max_body {
                 return Err(Error::TooLarge {
                     limit: self.max_body,
@@ -358,6 +378,44 @@ fn header_param(header: &str, name: &str) -> Option<String> {
         let (k, v) = pair.trim().split_once('=')?;
         (k == name).then(|| percent_decode(v.trim_matches('"')))
     })
+}
+
+/// Shortest secret redacted: shorter ones would garble the message, and
+/// no credential of the wiki's is that short.
+const MIN_REDACTED_BYTES: usize = 8;
+
+/// `text` without `secrets`, raw, HTML-escaped, or percent-encoded once or
+/// twice: MediaWiki's message for a refused signature echoes the signature
+/// base string, which holds the verifier encoded twice.
+fn redact(text: &str, secrets: &[&str]) -> String {
+    let mut text = text.to_owned();
+    for secret in secrets.iter().filter(|s| s.len() >= MIN_REDACTED_BYTES) {
+        let once = oauth_encode(secret);
+        let twice = oauth_encode(&once);
+        let html = secret
+            .replace('&', "&amp;")
+            .replace('<', "&lt;")
+            .replace('>', "&gt;")
+            .replace('"', "&quot;")
+            .replace('\'', "&#039;");
+        for form in [twice, once, html, (*secret).to_owned()] {
+            text = text.replace(&form, "[redacted]");
+        }
+    }
+    text
+}
+
+/// Percent-encoding as OAuth 1.0a (RFC 5849 §3.6) does it.
+fn oauth_encode(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    for b in text.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(char::from(b));
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
 }
 
 /// Decodes `%XX` escapes (invalid ones are kept as they are).
@@ -388,7 +446,7 @@ pub fn percent_decode(text: &str) -> String {
 
 /// The token and secret of an initiate or token answer: form-encoded by
 /// default, JSON with `format=json`.
-fn parse_token(body: &str) -> Result<(String, String), Error> {
+pub fn parse_token(body: &str) -> Result<(String, String), Error> {
     let body = body.trim();
     let (mut key, mut secret) = (None, None);
     if body.starts_with('{') {
@@ -506,6 +564,26 @@ mod tests {
             url.as_str(),
             "https://meta.wikimedia.org/w/index.php?title=Special%3AOAuth%2Fauthenticate&oauth_token=tok&oauth_consumer_key=ck"
         );
+    }
+
+    #[test]
+    fn secrets_the_wiki_echoes_are_redacted_in_every_form() {
+        let verifier = "v3rifier+/=&\"<x>%";
+        let body = format!(
+            "Error: Invalid signature; base string: POST&x&oauth_verifier%3D{}, raw {}, \
+             html {}, short abc",
+            oauth_encode(&oauth_encode(verifier)),
+            verifier,
+            verifier
+                .replace('&', "&amp;")
+                .replace('"', "&quot;")
+                .replace('<', "&lt;")
+                .replace('>', "&gt;"),
+        );
+        let clean = redact(&body, &[verifier, "abc"]);
+        assert!(!clean.contains("v3rifier"), "{clean}");
+        assert_eq!(clean.matches("[redacted]").count(), 3, "{clean}");
+        assert!(clean.ends_with("short abc"), "short values are left alone");
     }
 
     #[test]

@@ -84,8 +84,20 @@ impl Error {
         }
     }
 
+    /// Maps an error while the body of an answer is read: the wiki was
+    /// reached and began to answer, so unless time ran out, the answer broke
+    /// off (a truncated body is a bad answer, not an unreachable wiki).
+    pub(crate) fn from_body_read(err: reqwest::Error) -> Error {
+        if err.is_timeout() {
+            Error::Timeout
+        } else {
+            Error::BadResponse("the answer broke off before its end")
+        }
+    }
+
     /// Recognises the wiki's two error forms in a body it sent with HTTP 200.
-    pub(crate) fn from_body(body: &str) -> Option<Error> {
+    #[doc(hidden)]
+    pub fn from_body(body: &str) -> Option<Error> {
         let trimmed = body.trim_start();
         if let Some(rest) = trimmed.strip_prefix("Error:") {
             let mut message = plain_text(&unescape_html(rest.trim()));

@@ -229,19 +229,26 @@ pub fn safe_next(raw: &str) -> Option<String> {
             || s.contains('\\')
             || s.chars().any(|c| c.is_control() || c.is_whitespace())
     };
-    if raw.is_empty() || raw.len() > MAX_NEXT_BYTES || unsafe_form(raw) {
+    // As it is, and decoded up to three times.
+    let leaves = |s: &str| {
+        if unsafe_form(s) {
+            return true;
+        }
+        let mut decoded = s.to_owned();
+        for _ in 0..3 {
+            let again = percent_decode(&decoded);
+            if again == decoded {
+                break;
+            }
+            if unsafe_form(&again) {
+                return true;
+            }
+            decoded = again;
+        }
+        false
+    };
+    if raw.is_empty() || raw.len() > MAX_NEXT_BYTES || leaves(raw) {
         return None;
-    }
-    let mut decoded = raw.to_owned();
-    for _ in 0..3 {
-        let again = percent_decode(&decoded);
-        if again == decoded {
-            break;
-        }
-        if unsafe_form(&again) {
-            return None;
-        }
-        decoded = again;
     }
     let base = Url::parse("http://next.invalid/").ok()?;
     let joined = base.join(raw).ok()?;
@@ -263,7 +270,9 @@ pub fn safe_next(raw: &str) -> Option<String> {
         next.push('?');
         next.push_str(query);
     }
-    Some(next)
+    // Dot segments fold into `//host` once resolved (`/.//host`): what is
+    // returned must pass too, not only what came in.
+    (!leaves(&next)).then_some(next)
 }
 
 /// The page the user came from, if it is on this site.
@@ -722,6 +731,11 @@ mod tests {
             "/login",
             "/logout",
             "/oauth-callback?oauth_token=x",
+            // Found by the fuzzer: dot segments that resolve to `//host`.
+            "/.//evil.example",
+            "/..//evil.example",
+            "/a/../..//evil.example",
+            "/./%2F/evil.example",
         ] {
             assert_eq!(safe_next(evil), None, "{evil:?}");
         }

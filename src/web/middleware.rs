@@ -114,7 +114,13 @@ impl<E: Endpoint> Endpoint for RequestLogEndpoint<E> {
                     && body_size(&mut resp) == Some(0)
                 {
                     let (code, message) = errors::describe(status, method.as_str());
+                    // Keep what the inner layer said about the error
+                    // (Retry-After on an overload 503, Allow on a 405).
+                    let mut kept = std::mem::take(resp.headers_mut());
+                    kept.remove(header::CONTENT_TYPE);
+                    kept.remove(header::CONTENT_LENGTH);
                     resp = errors::render(&self.state, html, status, code, &message, &id.0);
+                    resp.headers_mut().extend(kept);
                 }
                 (resp, route, failure)
             }

@@ -11,7 +11,10 @@
 
 use std::collections::{HashMap, HashSet};
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use base64::Engine as _;
@@ -46,6 +49,8 @@ pub enum JwtFault {
     Expired,
     BadSignature,
     AlgNone,
+    /// A suppressed user: only `sub` and `blocked`, no `username`.
+    Suppressed,
     /// Not a fault: older wikis send `sub` as a number.
     SubAsNumber,
 }
@@ -59,8 +64,20 @@ pub enum Misbehaviour {
     Garbage,
     /// Answers HTTP 500.
     ServerError,
-    /// Answers 200 with this many bytes, streamed.
+    /// Answers 200 with this many bytes, streamed without a length.
     Huge(u64),
+    /// Answers 200 declaring this many bytes in `Content-Length`, and
+    /// streams them.
+    HugeDeclared(u64),
+    /// Reads the request and never answers (for at most a minute).
+    Hang,
+    /// Sends the headers at once, then one byte every 100 ms.
+    Trickle,
+    /// Answers 200 with what looks like a whole token answer, but 100
+    /// bytes short of its `Content-Length`: the connection breaks off.
+    Truncated,
+    /// Answers 200 with bytes that are not UTF-8 text.
+    Binary,
     /// Answers `Error: <text>` (HTML-escaped), HTTP 200.
     TextError(String),
     /// Answers `{"error": key, "message": text}`, HTTP 200.
@@ -133,12 +150,15 @@ struct State {
     access_tokens: HashMap<String, AccessRecord>,
     seen: Vec<Seen>,
     secrets_issued: Vec<String>,
+    secret_marker: String,
+    refuse_signatures: bool,
 }
 
 /// A running fake wiki.
 pub struct FakeWiki {
     pub addr: SocketAddr,
     state: Arc<Mutex<State>>,
+    streamed: Arc<AtomicU64>,
     shutdown: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
@@ -175,10 +195,14 @@ impl FakeWiki {
             access_tokens: HashMap::new(),
             seen: Vec::new(),
             secrets_issued: Vec::new(),
+            secret_marker: String::new(),
+            refuse_signatures: false,
         }));
         let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let streamed = Arc::new(AtomicU64::new(0));
         let endpoint = Wiki {
             state: state.clone(),
+            streamed: streamed.clone(),
         };
         tokio::spawn(async move {
             let _ = Server::new_with_acceptor(acceptor)
@@ -194,6 +218,7 @@ impl FakeWiki {
         FakeWiki {
             addr,
             state,
+            streamed,
             shutdown: Some(tx),
         }
     }
@@ -249,6 +274,26 @@ impl FakeWiki {
     /// Every secret the wiki handed out: token secrets and verifiers.
     pub fn secrets_issued(&self) -> Vec<String> {
         self.lock().secrets_issued.clone()
+    }
+
+    /// Makes every secret handed out from now on start with `marker` and
+    /// carry characters that change under percent-encoding, JSON and HTML
+    /// escaping, so that a leak test can recognise it in any form.
+    pub fn mark_secrets(&self, marker: &str) {
+        self.lock().secret_marker = marker.to_owned();
+    }
+
+    /// Makes the wiki refuse every signature from now on, as it does when
+    /// a token secret does not match: its message echoes the signature base
+    /// string, which holds every `oauth_*` parameter the tool sent.
+    pub fn refuse_signatures(&self, refuse: bool) {
+        self.lock().refuse_signatures = refuse;
+    }
+
+    /// Bytes of huge answers handed to the connection so far (what the
+    /// client could have read, at most).
+    pub fn bytes_streamed(&self) -> u64 {
+        self.streamed.load(Ordering::Relaxed)
     }
 
     /// Withdraws every access token (the user revoked the grant).
@@ -385,6 +430,17 @@ fn hs256_jwt(header: &serde_json::Value, claims: &serde_json::Value, key: &[u8])
     format!("{h}.{c}.{}", b64.encode(mac.finalize().into_bytes()))
 }
 
+/// A new secret: random hex, or, once [`FakeWiki::mark_secrets`] was
+/// called, the marker, the kind of secret, characters that every encoding
+/// changes, and random hex.
+fn new_secret(state: &State, kind: &str) -> String {
+    if state.secret_marker.is_empty() {
+        random_hex(20)
+    } else {
+        format!("{}-{kind}+/=&\"<x>%{}", state.secret_marker, random_hex(8))
+    }
+}
+
 fn random_hex(bytes: usize) -> String {
     let mut rng = rand::thread_rng();
     (0..bytes)
@@ -405,6 +461,7 @@ fn html_escape(text: &str) -> String {
 
 struct Wiki {
     state: Arc<Mutex<State>>,
+    streamed: Arc<AtomicU64>,
 }
 
 /// An OAuth failure, as Extension:OAuth names it.
@@ -562,7 +619,7 @@ impl Wiki {
         let base_uri = format!("{}{}", state.base, req.uri().path());
         let base = base_string(req.method().as_str(), &base_uri, &params);
         let expected = hmac_sha1(&base, CONSUMER_SECRET, &token_secret);
-        let signature_ok = expected == get("oauth_signature");
+        let signature_ok = expected == get("oauth_signature") && !state.refuse_signatures;
         if let Some(last) = state.seen.last_mut() {
             last.oauth = oauth.clone();
             last.signature_ok = signature_ok;
@@ -628,7 +685,7 @@ impl Wiki {
             ));
         }
         let key = random_hex(16);
-        let secret = random_hex(20);
+        let secret = new_secret(state, "request-secret");
         state.secrets_issued.push(secret.clone());
         state.request_tokens.insert(
             key.clone(),
@@ -682,7 +739,7 @@ impl Wiki {
         }
         record.used = true;
         let access = random_hex(16);
-        let secret = random_hex(20);
+        let secret = new_secret(state, "access-secret");
         state.secrets_issued.push(secret.clone());
         state.access_tokens.insert(
             access.clone(),
@@ -694,7 +751,11 @@ impl Wiki {
         text_response(
             StatusCode::OK,
             "text/plain",
-            format!("oauth_token={access}&oauth_token_secret={secret}"),
+            format!(
+                "oauth_token={}&oauth_token_secret={}",
+                rfc3986(&access),
+                rfc3986(&secret)
+            ),
         )
     }
 
@@ -751,6 +812,13 @@ impl Wiki {
             }
             Some(JwtFault::BadSignature) => key = b"not-the-consumer-secret".to_vec(),
             Some(JwtFault::AlgNone) => header["alg"] = "none".into(),
+            Some(JwtFault::Suppressed) => {
+                let kept = ["iss", "sub", "aud", "exp", "iat", "nonce"];
+                if let Some(map) = claims.as_object_mut() {
+                    map.retain(|k, _| kept.contains(&k.as_str()));
+                }
+                claims["blocked"] = true.into();
+            }
             Some(JwtFault::SubAsNumber) => claims["sub"] = user.sub.into(),
         }
         let jwt = if fault == Some(JwtFault::AlgNone) {
@@ -881,6 +949,15 @@ It will not be able to edit on your behalf.</p>
         }
         let user = state.user.clone();
         let registered = state.registered_callback.clone();
+        let verifier = if state.secret_marker.is_empty() {
+            random_hex(16)
+        } else {
+            format!(
+                "{}-verifier+/=&\"<x>%{}",
+                state.secret_marker,
+                random_hex(8)
+            )
+        };
         let Some(record) = state.request_tokens.get_mut(&token) else {
             return text_response(
                 StatusCode::OK,
@@ -888,7 +965,6 @@ It will not be able to edit on your behalf.</p>
                 html_escape(&e004().text),
             );
         };
-        let verifier = random_hex(16);
         record.approved = Some((verifier.clone(), user));
         let target = if record.callback == "oob" {
             registered
@@ -969,12 +1045,41 @@ impl Endpoint for Wiki {
                 ));
             }
             Some(Misbehaviour::Huge(bytes)) => {
-                use tokio::io::AsyncReadExt as _;
-                let reader = tokio::io::repeat(b'a').take(bytes);
+                let reader = Counted::new(bytes, self.streamed.clone());
                 return Ok(Response::builder()
                     .content_type("text/plain")
                     .body(poem::Body::from_async_read(reader)));
             }
+            Some(Misbehaviour::HugeDeclared(bytes)) => {
+                let reader = Counted::new(bytes, self.streamed.clone());
+                return Ok(Response::builder()
+                    .content_type("text/plain")
+                    .header(header::CONTENT_LENGTH, bytes)
+                    .body(poem::Body::from_async_read(reader)));
+            }
+            Some(Misbehaviour::Hang) => {
+                tokio::time::sleep(Duration::from_secs(60)).await;
+                return Ok(text_response(StatusCode::OK, "text/plain", String::new()));
+            }
+            Some(Misbehaviour::Trickle) => {
+                return Ok(Response::builder()
+                    .content_type("text/plain")
+                    .body(poem::Body::from_async_read(Trickle::new())));
+            }
+            Some(Misbehaviour::Truncated) => {
+                let whole: &[u8] = b"oauth_token=0123456789abcdef&oauth_token_secret=\
+                      0123456789abcdef&oauth_callback_confirmed=true";
+                return Ok(Response::builder()
+                    .content_type("text/plain")
+                    .header(header::CONTENT_LENGTH, whole.len() + 100)
+                    .body(poem::Body::from_async_read(BreaksOff::new(whole))));
+            }
+            Some(Misbehaviour::Binary) => {
+                return Ok(Response::builder()
+                    .content_type("application/octet-stream")
+                    .body(vec![0xff, 0xfe, 0x00, 0xc3, 0x28, b'o', b'a', 0x80, 0x81]));
+            }
+
             Some(Misbehaviour::TextError(text)) => {
                 return Ok(raw_error(&refusal("fake", text)));
             }
@@ -1029,6 +1134,175 @@ impl Endpoint for Wiki {
             ),
         };
         Ok(response)
+    }
+}
+
+/// A huge answer body: `left` bytes of `a`, each counted as it is handed
+/// to the connection.
+struct Counted {
+    left: u64,
+    sent: Arc<AtomicU64>,
+}
+
+impl Counted {
+    fn new(bytes: u64, sent: Arc<AtomicU64>) -> Counted {
+        Counted { left: bytes, sent }
+    }
+}
+
+impl tokio::io::AsyncRead for Counted {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let n = (buf.remaining() as u64).min(self.left).min(64 * 1024) as usize;
+        buf.put_slice(&vec![b'a'; n]);
+        self.left -= n as u64;
+        self.sent.fetch_add(n as u64, Ordering::Relaxed);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// One byte every 100 ms, 600 in all.
+struct Trickle {
+    left: usize,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl Trickle {
+    fn new() -> Trickle {
+        Trickle {
+            left: 600,
+            pause: Box::pin(tokio::time::sleep(Duration::ZERO)),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for Trickle {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.left == 0 {
+            return Poll::Ready(Ok(()));
+        }
+        if std::future::Future::poll(self.pause.as_mut(), cx).is_pending() {
+            return Poll::Pending;
+        }
+        buf.put_slice(b"o");
+        self.left -= 1;
+        let next = tokio::time::Instant::now() + Duration::from_millis(100);
+        self.pause.as_mut().reset(next);
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// An answer that looks whole but is shorter than its declared length:
+/// after a pause (so that what was sent reaches the client), the stream
+/// ends, and the server must break the connection.
+struct BreaksOff {
+    start: Vec<u8>,
+    pause: Pin<Box<tokio::time::Sleep>>,
+}
+
+impl BreaksOff {
+    fn new(start: &[u8]) -> BreaksOff {
+        BreaksOff {
+            start: start.to_vec(),
+            pause: Box::pin(tokio::time::sleep(Duration::from_millis(100))),
+        }
+    }
+}
+
+impl tokio::io::AsyncRead for BreaksOff {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if !self.start.is_empty() {
+            let start = std::mem::take(&mut self.start);
+            buf.put_slice(&start);
+            return Poll::Ready(Ok(()));
+        }
+        if std::future::Future::poll(self.pause.as_mut(), cx).is_pending() {
+            return Poll::Pending;
+        }
+        // The end of the stream, short of the declared length.
+        Poll::Ready(Ok(()))
+    }
+}
+
+/// A wiki that accepts connections and never reads from or answers any of
+/// them, until dropped.
+/// With [`Blackhole::hanging_up`], it reads each request and closes the
+/// connection without a word instead.
+pub struct Blackhole {
+    pub addr: SocketAddr,
+    accepted: Arc<AtomicU64>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Blackhole {
+    pub async fn start() -> Blackhole {
+        Self::start_with(false).await
+    }
+
+    /// A wiki that hangs up on every request.
+    pub async fn hanging_up() -> Blackhole {
+        Self::start_with(true).await
+    }
+
+    async fn start_with(hang_up: bool) -> Blackhole {
+        use tokio::io::AsyncReadExt as _;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let accepted = Arc::new(AtomicU64::new(0));
+        let counter = accepted.clone();
+        let task = tokio::spawn(async move {
+            let mut held = Vec::new();
+            // Bounded: a test makes a handful of connections at most.
+            while held.len() < 1000 {
+                let next = listener.accept().await;
+                if next.is_ok() {
+                    counter.fetch_add(1, Ordering::Relaxed);
+                }
+                match next {
+                    Ok((mut stream, _)) if hang_up => {
+                        let mut buf = [0u8; 4096];
+                        let _ = stream.read(&mut buf).await;
+                        drop(stream);
+                        held.push(None);
+                    }
+                    Ok((stream, _)) => held.push(Some(stream)),
+                    Err(_) => break,
+                }
+            }
+            std::future::pending::<()>().await;
+        });
+        Blackhole {
+            addr,
+            accepted,
+            task,
+        }
+    }
+
+    /// Connections accepted so far.
+    pub fn connections(&self) -> u64 {
+        self.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Its `index.php`.
+    pub fn index_url(&self) -> String {
+        format!("http://{}/w/index.php", self.addr)
+    }
+}
+
+impl Drop for Blackhole {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 

@@ -8,9 +8,12 @@
 mod api;
 mod browser;
 mod fake_wiki;
+mod faults;
+mod fuzz_replay;
 mod hardening;
 mod helpers;
 mod home;
+mod leaks;
 mod login;
 mod login_logs;
 mod login_metrics;
