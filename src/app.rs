@@ -13,6 +13,7 @@ use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
 use crate::config::{Config, SessionKey};
 use crate::readiness::{self, WikiProbe};
 use crate::telemetry::metrics::Metrics;
+use crate::web::auth::LoginFailure;
 use crate::web::{self, AppState};
 
 /// A bound, ready-to-run service.
@@ -34,11 +35,14 @@ impl App {
     /// Compiles the templates, builds the state and binds the listener.
     pub async fn build(config: Config) -> anyhow::Result<App> {
         crate::install_crypto_provider();
+        let metrics = Metrics::new(&config.tool_name).context("setting up the metrics")?;
+        // Every failure reason is a series from the start, at zero.
+        metrics.register_login_failure_reasons(&LoginFailure::ALL.map(LoginFailure::as_str));
         let state = Arc::new(AppState {
             templates: web::templates::Templates::new().context("compiling the templates")?,
             started: Instant::now(),
             http: crate::http::client(&config).context("building the HTTP client")?,
-            metrics: Metrics::new(&config.tool_name).context("setting up the metrics")?,
+            metrics,
             wiki_probe: Arc::new(WikiProbe::new(config.readiness_interval)),
             config,
         });

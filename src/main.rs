@@ -89,10 +89,13 @@ fn serve(args: &ConfigArgs, matches: &ArgMatches) -> ExitCode {
         Ok(c) => c,
         Err(code) => return code,
     };
-    if let Err(e) = telemetry::init(&config.log_filter, config.log_format) {
-        eprintln!("hello-oauth: {e}");
-        return ExitCode::FAILURE;
-    }
+    let _log_guard = match telemetry::init(&config.log_filter, config.log_format) {
+        Ok(guard) => guard,
+        Err(e) => {
+            eprintln!("hello-oauth: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -9,8 +9,8 @@
 //! types are published in it: never put a secret or an internal host there.
 //!
 //! Groups of operations live in their own modules and are listed in
-//! [`Api`]: `ops` (health, readiness, metrics) now; the `auth` group
-//! (`/api/v1/me`, `/api/v1/userinfo`) joins it as a tuple member.
+//! [`Api`]: `ops` (health, readiness, metrics) and `auth` (`/api/v1/me`,
+//! `/api/v1/userinfo`).
 
 use std::sync::Arc;
 
@@ -19,16 +19,16 @@ use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
 use poem_openapi::registry::MetaApi;
 use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
 
+use super::account::AuthApi;
 use super::middleware::AllowHeader;
 use super::ops::OpsApi;
 
-/// Every operation group of the API (a tuple once there are several, e.g.
-/// `(OpsApi, AuthApi)`; [`api`] builds it).
-pub type Api = OpsApi;
+/// Every operation group of the API ([`api`] builds it).
+pub type Api = (OpsApi, AuthApi);
 
 /// The operation groups, as the service holds them.
 fn api() -> Api {
-    OpsApi
+    (OpsApi, AuthApi)
 }
 
 /// Where the explorer is served.
@@ -43,6 +43,10 @@ pub enum ApiTags {
     /// monitoring and for operators.
     #[oai(rename = "ops")]
     Ops,
+    /// Who is logged in, and their account on the wiki: for scripts and
+    /// pages that hold the session cookie of a login at `/login`.
+    #[oai(rename = "auth")]
+    Auth,
 }
 
 /// The body of every error response of the API.
@@ -86,8 +90,9 @@ pub fn service() -> OpenApiService<Api, ()> {
             "The JSON API of hello-oauth, a Toolforge tool that logs people in with their \
              Wikimedia account. Health, readiness and metrics endpoints are for \
              Toolforge's health check, monitoring and operators (see docs/operations.md in \
-             the source repository). Errors are JSON objects with `error`, `message` and \
-             `request_id`.",
+             the source repository). The `/api/v1` endpoints answer for the user logged in \
+             with the session cookie that logging in at `/login` sets. Errors are JSON \
+             objects with `error`, `message` and `request_id`.",
         )
         .license(
             LicenseObject::new("GPL-3.0-or-later").url("https://www.gnu.org/licenses/gpl-3.0.html"),
@@ -248,6 +253,7 @@ mod tests {
         let allowed = AllowedMethods::new(&Api::meta());
         assert_eq!(allowed.for_path("/healthz").unwrap(), "GET, HEAD");
         assert_eq!(allowed.for_path("/readyz").unwrap(), "GET, HEAD");
+        assert_eq!(allowed.for_path("/api/v1/me").unwrap(), "GET, HEAD");
         assert!(allowed.for_path("/healthz/x").is_none());
         assert!(allowed.for_path("/nowhere").is_none());
     }

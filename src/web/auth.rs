@@ -25,8 +25,10 @@ use super::session::{
     AuthState, Flash, FlashLevel, LoggedIn, PendingLogin, PendingLookup, Session, UserSummary,
     is_https,
 };
+use super::wiki::Wiki;
 use crate::config::{CallbackMode, Config};
-use crate::mediawiki::{self, Consumer, percent_decode};
+use crate::mediawiki::{self, percent_decode};
+use crate::telemetry::metrics::Metrics;
 
 /// Longest `next` path accepted, in bytes.
 const MAX_NEXT_BYTES: usize = 512;
@@ -184,22 +186,9 @@ fn unix_now() -> u64 {
         .map_or(0, |d| d.as_secs())
 }
 
-/// The MediaWiki client for this instance, when a consumer is configured.
-fn wiki(state: &AppState) -> Option<mediawiki::Client> {
-    let consumer = state.config.consumer.as_ref()?;
-    mediawiki::Client::new(
-        state.http.clone(),
-        state.config.mwuri.clone(),
-        Consumer {
-            key: consumer.key.clone(),
-            secret: consumer.secret.clone(),
-        },
-    )
-    .ok()
-}
-
-/// Ends a failed login: flash, log line, back to the home page.
+/// Ends a failed login: flash, log line, count, back to the home page.
 fn fail(
+    metrics: &Metrics,
     session: &Session,
     request_id: &str,
     reason: LoginFailure,
@@ -214,6 +203,7 @@ fn fail(
         error = error.as_deref().unwrap_or(""),
         "login failed"
     );
+    metrics.login_failed(reason.as_str());
     session.flash(FlashLevel::Error, reason.message(err));
     Redirect::see_other("/").into_response()
 }
@@ -353,8 +343,14 @@ fn callback(req: &Request, config: &Config) -> String {
 #[handler]
 pub async fn login(req: &Request, state: Data<&Arc<AppState>>, session: Session) -> Response {
     let id = request_id(req);
-    let Some(client) = wiki(&state) else {
-        return fail(&session, &id, LoginFailure::NotConfigured, None);
+    let Some(client) = Wiki::of(&state) else {
+        return fail(
+            &state.metrics,
+            &session,
+            &id,
+            LoginFailure::NotConfigured,
+            None,
+        );
     };
     let next = query_params(req)
         .get("next")
@@ -383,10 +379,17 @@ pub async fn login(req: &Request, state: Data<&Arc<AppState>>, session: Session)
                     now,
                 );
             });
+            state.metrics.login_started();
             tracing::info!(target: "login", outcome = "started", request_id = &*id, "login started");
             Redirect::see_other(url).into_response()
         }
-        Err(e) => fail(&session, &id, LoginFailure::from_wiki_error(&e), Some(&e)),
+        Err(e) => fail(
+            &state.metrics,
+            &session,
+            &id,
+            LoginFailure::from_wiki_error(&e),
+            Some(&e),
+        ),
     }
 }
 
@@ -399,8 +402,14 @@ pub async fn oauth_callback(
     session: Session,
 ) -> Response {
     let id = request_id(req);
-    let Some(client) = wiki(&state) else {
-        return fail(&session, &id, LoginFailure::NotConfigured, None);
+    let Some(client) = Wiki::of(&state) else {
+        return fail(
+            &state.metrics,
+            &session,
+            &id,
+            LoginFailure::NotConfigured,
+            None,
+        );
     };
     let params = query_params(req);
     let param = |name: &str| {
@@ -410,14 +419,36 @@ pub async fn oauth_callback(
             .filter(|v| !v.is_empty() && v.len() <= MAX_PARAM_BYTES)
     };
     let Some(oauth_token) = param("oauth_token") else {
-        return fail(&session, &id, LoginFailure::BadCallback, None);
+        return fail(
+            &state.metrics,
+            &session,
+            &id,
+            LoginFailure::BadCallback,
+            None,
+        );
     };
 
     let lookup = session.update(|d| d.take_pending(oauth_token, unix_now()));
     let pending = match lookup {
         PendingLookup::Found(pending) => pending,
-        PendingLookup::Expired(_) => return fail(&session, &id, LoginFailure::LoginExpired, None),
-        PendingLookup::Mismatch => return fail(&session, &id, LoginFailure::TokenMismatch, None),
+        PendingLookup::Expired(_) => {
+            return fail(
+                &state.metrics,
+                &session,
+                &id,
+                LoginFailure::LoginExpired,
+                None,
+            );
+        }
+        PendingLookup::Mismatch => {
+            return fail(
+                &state.metrics,
+                &session,
+                &id,
+                LoginFailure::TokenMismatch,
+                None,
+            );
+        }
         PendingLookup::NothingPending => {
             let reason = if session.data().logged_in().is_some() {
                 // Most likely the callback reloaded after a successful login.
@@ -425,24 +456,47 @@ pub async fn oauth_callback(
             } else {
                 LoginFailure::NoPendingLogin
             };
-            return fail(&session, &id, reason, None);
+            return fail(&state.metrics, &session, &id, reason, None);
         }
     };
 
     let declined = params.contains_key("oauth_problem") || params.contains_key("error");
     let Some(verifier) = param("oauth_verifier").filter(|_| !declined) else {
-        return fail(&session, &id, LoginFailure::UserDeclined, None);
+        return fail(
+            &state.metrics,
+            &session,
+            &id,
+            LoginFailure::UserDeclined,
+            None,
+        );
     };
 
     let access = match client.exchange(&pending.token, verifier).await {
         Ok(access) => access,
-        Err(e) => return fail(&session, &id, LoginFailure::from_wiki_error(&e), Some(&e)),
+        Err(e) => {
+            return fail(
+                &state.metrics,
+                &session,
+                &id,
+                LoginFailure::from_wiki_error(&e),
+                Some(&e),
+            );
+        }
     };
     let identity = match client.identify(&access).await {
         Ok(identity) => identity,
-        Err(e) => return fail(&session, &id, LoginFailure::from_wiki_error(&e), Some(&e)),
+        Err(e) => {
+            return fail(
+                &state.metrics,
+                &session,
+                &id,
+                LoginFailure::from_wiki_error(&e),
+                Some(&e),
+            );
+        }
     };
 
+    state.metrics.login_completed();
     let user = UserSummary::from(&identity);
     session.flash(
         FlashLevel::Success,
@@ -601,7 +655,7 @@ pub async fn profile(
         session.flash(FlashLevel::Info, "Log in to see your account.");
         return Ok(Redirect::see_other("/").into_response());
     };
-    let (profile, note) = match wiki(&state) {
+    let (profile, note) = match Wiki::of(&state) {
         None => (None, Some(OAUTH_NOT_CONFIGURED.to_owned())),
         Some(client) => match client.user_info(&logged_in.token).await {
             Ok(info) => (

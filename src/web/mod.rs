@@ -1,6 +1,7 @@
 //! The web layer: routes, pages, middleware and the mapping of errors to
 //! responses. Handlers get the shared [`AppState`] as request data.
 
+pub mod account;
 pub mod api;
 pub mod auth;
 pub mod errors;
@@ -11,6 +12,7 @@ pub mod pages;
 pub mod security;
 pub mod session;
 pub mod templates;
+pub mod wiki;
 
 use std::sync::Arc;
 use std::time::Instant;

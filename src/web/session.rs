@@ -97,7 +97,15 @@ pub struct UserSummary {
     /// Whether the user was blocked at login time.
     #[serde(default)]
     pub blocked: bool,
+    /// The OAuth grants the user gave this tool (e.g. `basic`).
+    #[serde(default)]
+    pub grants: Vec<String>,
 }
+
+/// Grants kept in the session (MediaWiki's grant names are short and few).
+const MAX_GRANTS: usize = 12;
+/// Longest grant name kept.
+const MAX_GRANT_CHARS: usize = 40;
 
 impl From<&Identity> for UserSummary {
     fn from(id: &Identity) -> Self {
@@ -113,6 +121,12 @@ impl From<&Identity> for UserSummary {
                 .take(MAX_GROUPS)
                 .collect(),
             blocked: id.blocked,
+            grants: id
+                .grants
+                .iter()
+                .map(|g| g.chars().take(MAX_GRANT_CHARS).collect())
+                .take(MAX_GRANTS)
+                .collect(),
         }
     }
 }
@@ -594,6 +608,7 @@ mod tests {
                     editcount: 1,
                     groups: vec!["g".repeat(64); 20],
                     blocked: false,
+                    grants: vec!["r".repeat(MAX_GRANT_CHARS); MAX_GRANTS],
                 },
                 csrf: "c".repeat(43),
                 since,
@@ -665,6 +680,7 @@ mod tests {
                     editcount: 1,
                     groups: vec!["g".repeat(64); 20],
                     blocked: false,
+                    grants: vec!["r".repeat(MAX_GRANT_CHARS); MAX_GRANTS],
                 },
                 csrf: "c".into(),
                 since: 0,

@@ -5,6 +5,7 @@
 // A panic is how a test fails: unwrapping is the assertion here.
 #![allow(clippy::unwrap_used)]
 
+mod api;
 mod browser;
 mod fake_wiki;
 mod faults;
@@ -15,6 +16,7 @@ mod home;
 mod leaks;
 mod login;
 mod login_logs;
+mod login_metrics;
 mod openapi;
 mod ops;
 mod process;

@@ -310,16 +310,16 @@ async fn the_probe_repeats_each_interval_and_stops_with_the_app() {
 
 /// One sample of a Prometheus text scrape.
 #[derive(Debug, Clone, PartialEq)]
-struct Sample {
-    name: String,
-    labels: BTreeMap<String, String>,
-    value: f64,
+pub(crate) struct Sample {
+    pub(crate) name: String,
+    pub(crate) labels: BTreeMap<String, String>,
+    pub(crate) value: f64,
 }
 
 /// A strict parser for the Prometheus text format (0.0.4): comments,
 /// `# TYPE` lines, samples with escaped label values. Panics on anything
 /// malformed, and on a sample whose family has no `# TYPE`.
-fn parse_scrape(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
+pub(crate) fn parse_scrape(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     let mut types = BTreeMap::new();
     let mut samples = Vec::new();
     for line in text.lines() {
@@ -413,7 +413,7 @@ fn parse_scrape(text: &str) -> (BTreeMap<String, String>, Vec<Sample>) {
     (types, samples)
 }
 
-async fn scrape(app: &TestApp) -> (BTreeMap<String, String>, Vec<Sample>) {
+pub(crate) async fn scrape(app: &TestApp) -> (BTreeMap<String, String>, Vec<Sample>) {
     let resp = app.client.get(app.url("/metrics")).send().await.unwrap();
     assert_eq!(resp.status(), 200);
     assert_eq!(
@@ -423,7 +423,11 @@ async fn scrape(app: &TestApp) -> (BTreeMap<String, String>, Vec<Sample>) {
     parse_scrape(&resp.text().await.unwrap())
 }
 
-fn find<'a>(samples: &'a [Sample], name: &str, labels: &[(&str, &str)]) -> Vec<&'a Sample> {
+pub(crate) fn find<'a>(
+    samples: &'a [Sample],
+    name: &str,
+    labels: &[(&str, &str)],
+) -> Vec<&'a Sample> {
     samples
         .iter()
         .filter(|s| {

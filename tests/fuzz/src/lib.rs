@@ -727,6 +727,7 @@ async fn logged_in_cookie() -> String {
                         editcount: 1,
                         groups: Vec::new(),
                         blocked: false,
+                        grants: Vec::new(),
                     },
                     csrf: CSRF.into(),
                     since: now,
