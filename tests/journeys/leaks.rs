@@ -4,7 +4,8 @@
 //! access-token secrets and verifiers are recognisable too, and full of
 //! characters that every encoding changes. The test goes through the whole
 //! login and every failure path it can trigger, fetches every page and JSON
-//! body, `/metrics`, `/openapi.json` and `/readyz`, captures stdout and
+//! body (`/api/v1/me`, `/api/v1/userinfo` included), `/metrics`,
+//! `/openapi.json` and `/readyz`, captures stdout and
 //! stderr, and looks for every secret in every form it could take there:
 //! raw, percent-encoded (once or twice), JSON- or HTML-escaped (which all
 //! keep the secret's marker), or base64 (standard or URL-safe, at any
@@ -257,6 +258,8 @@ async fn no_secret_reaches_a_page_a_header_a_cookie_or_a_log_line() {
     // Every page and document, before and after a login.
     let pages = [
         "/",
+        "/api/v1/me",
+        "/api/v1/userinfo",
         "/healthz",
         "/readyz",
         "/openapi.json",
@@ -277,8 +280,23 @@ async fn no_secret_reaches_a_page_a_header_a_cookie_or_a_log_line() {
 
     // The whole journey: log in, look around, log out.
     assert!(b.log_in(&wiki).await.contains("Hello Example User!"));
-    for path in ["/", "/profile", "/logout", "/login"] {
+    for path in [
+        "/",
+        "/profile",
+        "/api/v1/me",
+        "/api/v1/userinfo",
+        "/logout",
+        "/login",
+    ] {
         b.get(path).await;
+    }
+    // The JSON API as a script calls it.
+    for path in ["/api/v1/me", "/api/v1/userinfo"] {
+        let request = b
+            .client
+            .get(format!("{base}{path}"))
+            .header("accept", "application/json");
+        b.fetch(&format!("GET {path} (JSON)"), request).await;
     }
     let metrics = b
         .client
@@ -307,11 +325,20 @@ async fn no_secret_reaches_a_page_a_header_a_cookie_or_a_log_line() {
 
     // The profile when the wiki fails, and when the grant was withdrawn.
     b.log_in(&wiki).await;
-    wiki.misbehave(Step::Api, Misbehaviour::Garbage);
-    b.get("/profile").await;
+    for how in [
+        Misbehaviour::Garbage,
+        Misbehaviour::Hang,
+        Misbehaviour::ServerError,
+        Misbehaviour::Truncated,
+    ] {
+        wiki.misbehave(Step::Api, how);
+        b.get("/profile").await;
+        b.get("/api/v1/userinfo").await;
+    }
     wiki.behave();
     wiki.revoke_all();
     b.get("/profile").await;
+    b.get("/api/v1/userinfo").await;
     b.log_out().await;
 
     // Every way a login can fail at the wiki.
