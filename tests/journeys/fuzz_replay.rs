@@ -15,7 +15,12 @@ fn every_kept_fuzz_input_still_holds_its_targets_properties() {
     let mut failures = Vec::new();
     for (name, target) in targets::TARGETS {
         let mut replayed = 0;
-        for kind in ["seeds", "regressions"] {
+        // FUZZ_REPLAY_CORPUS=1 adds the local working corpus (not committed).
+        let mut kinds = vec!["seeds", "regressions"];
+        if std::env::var_os("FUZZ_REPLAY_CORPUS").is_some() {
+            kinds.push("corpus");
+        }
+        for kind in kinds {
             let Ok(entries) = std::fs::read_dir(root.join(kind).join(name)) else {
                 continue;
             };
@@ -30,6 +35,7 @@ fn every_kept_fuzz_input_still_holds_its_targets_properties() {
             }
         }
         assert!(replayed > 0, "no kept input for the fuzz target {name}");
+        println!("{name}: {replayed} inputs");
     }
     assert!(
         failures.is_empty(),
