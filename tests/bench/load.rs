@@ -16,7 +16,7 @@
 
 use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -28,6 +28,10 @@ use serde_json::{Value, json};
 #[allow(dead_code)]
 #[path = "../journeys/fake_wiki.rs"]
 mod fake_wiki;
+
+#[path = "common.rs"]
+mod common;
+use common::{flag, free_port, oha, target_dir};
 
 const SERVER_CPU: &str = "0";
 const LOAD_CPU: &str = "1";
@@ -49,29 +53,6 @@ fn main() {
         .unwrap_or_else(|| target_dir().join("bench/latest.json"));
     let code = run(duration, &json_path);
     std::process::exit(code);
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
-}
-
-fn target_dir() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
-    // target/<profile>/hello-oauth -> target/
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"))
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn pinned(cpu: &str, program: &Path) -> Command {
@@ -223,29 +204,6 @@ fn start_baseline(dir: &Path) -> Server {
         std::thread::sleep(Duration::from_millis(5));
     }
     Server { child, addr }
-}
-
-fn oha() -> PathBuf {
-    if let Ok(p) = std::env::var("OHA") {
-        return PathBuf::from(p);
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join("oha");
-        if p.exists() {
-            return p;
-        }
-    }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
-    let p = home.join("bin/oha");
-    assert!(
-        p.exists(),
-        "oha not found: install it with `cargo install oha --locked --no-default-features` or set OHA"
-    );
-    p
 }
 
 /// CPU time the process has spent on a core, in nanoseconds

@@ -22,8 +22,11 @@
 #[path = "../journeys/fake_wiki.rs"]
 mod fake_wiki;
 
-use std::net::{SocketAddr, TcpListener, TcpStream};
-use std::path::{Path, PathBuf};
+#[path = "common.rs"]
+mod common;
+use common::{flag, free_port, oha, target_dir};
+
+use std::net::{SocketAddr, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -41,12 +44,6 @@ struct Settings {
     connections: u32,
     warmup: u64,
     max_slope: f64,
-}
-
-fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter()
-        .position(|a| a == name)
-        .and_then(|i| args.get(i + 1).cloned())
 }
 
 fn main() {
@@ -86,14 +83,6 @@ impl Drop for Service {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
-}
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn rss_kib(pid: u32) -> Option<f64> {
@@ -136,29 +125,6 @@ fn start_service(wiki: &FakeWiki) -> Service {
         std::thread::sleep(Duration::from_millis(20));
     }
     service
-}
-
-fn oha() -> PathBuf {
-    if let Ok(p) = std::env::var("OHA") {
-        return PathBuf::from(p);
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join("oha");
-        if p.exists() {
-            return p;
-        }
-    }
-    let home = std::env::var("CARGO_HOME")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| {
-            PathBuf::from(std::env::var("HOME").unwrap_or_default()).join(".cargo")
-        });
-    let p = home.join("bin/oha");
-    assert!(
-        p.exists(),
-        "oha not found: install it with `cargo install oha --locked` or set OHA"
-    );
-    p
 }
 
 struct Route {
@@ -445,12 +411,4 @@ async fn run(s: &Settings) -> i32 {
         println!("soak FAILED:\n  {}", failed.join("\n  "));
         1
     }
-}
-
-fn target_dir() -> PathBuf {
-    let exe = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
-    exe.parent()
-        .and_then(Path::parent)
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"))
 }
