@@ -10,11 +10,12 @@
 //! Nothing here touches `opentelemetry::global`.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
 use opentelemetry::metrics::{
     Counter, Histogram, Meter, MeterProvider as _, ObservableCounter, ObservableGauge,
-    ObservableUpDownCounter, UpDownCounter,
+    ObservableUpDownCounter,
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
@@ -49,7 +50,8 @@ pub struct Metrics {
     /// Kept alive: when the last clone goes, the pipeline shuts down.
     _provider: SdkMeterProvider,
     request_duration: Histogram<f64>,
-    active_requests: UpDownCounter<i64>,
+    active: Arc<ActiveRequests>,
+    _active_requests: ObservableUpDownCounter<i64>,
     logins_started: Counter<u64>,
     logins_completed: Counter<u64>,
     logins_failed: Counter<u64>,
@@ -103,10 +105,16 @@ impl Metrics {
             .with_description("Duration of HTTP server requests.")
             .with_boundaries(HTTP_DURATION_BUCKETS.to_vec())
             .build();
+        // In-flight requests are counted in plain atomics and read at scrape
+        // time: two atomic adds per request instead of two attribute-set
+        // lookups in the SDK's map (docs/performance.md).
+        let active = Arc::new(ActiveRequests::default());
+        let observed_active = active.clone();
         let active_requests = meter
-            .i64_up_down_counter("http.server.active_requests")
+            .i64_observable_up_down_counter("http.server.active_requests")
             .with_unit("{request}")
             .with_description("Number of active HTTP server requests.")
+            .with_callback(move |o| observed_active.observe(o))
             .build();
         let logins_started = meter
             .u64_counter("hello_oauth.login.started")
@@ -139,7 +147,8 @@ impl Metrics {
             registry,
             _provider: provider,
             request_duration,
-            active_requests,
+            active,
+            _active_requests: active_requests,
             logins_started,
             logins_completed,
             logins_failed,
@@ -151,12 +160,10 @@ impl Metrics {
     /// Counts a request as in flight until the returned guard is dropped
     /// (also when the client goes away and the request is cancelled).
     pub fn request_started(&self, method: &'static str) -> ActiveRequest<'_> {
-        let attributes = [KeyValue::new("http.request.method", method)];
-        self.active_requests.add(1, &attributes);
-        ActiveRequest {
-            counter: &self.active_requests,
-            attributes,
-        }
+        let slot = self.active.slot(method);
+        slot.seen.store(true, Ordering::Relaxed);
+        slot.count.fetch_add(1, Ordering::Relaxed);
+        ActiveRequest { slot }
     }
 
     /// Records a finished request. `method` comes from [`method_label`];
@@ -231,15 +238,55 @@ impl Metrics {
 /// Keeps a request counted in `http.server.active_requests` while alive.
 #[derive(Debug)]
 pub struct ActiveRequest<'a> {
-    counter: &'a UpDownCounter<i64>,
-    attributes: [KeyValue; 1],
+    slot: &'a ActiveSlot,
 }
 
 impl Drop for ActiveRequest<'_> {
     fn drop(&mut self) {
-        self.counter.add(-1, &self.attributes);
+        self.slot.count.fetch_sub(1, Ordering::Relaxed);
     }
 }
+
+/// Requests in flight, one slot per method label of [`method_label`]
+/// (`METHOD_LABELS[i]` is counted in `slots[i]`).
+#[derive(Debug, Default)]
+struct ActiveRequests {
+    slots: [ActiveSlot; METHOD_LABELS.len()],
+}
+
+#[derive(Debug, Default)]
+struct ActiveSlot {
+    count: AtomicI64,
+    /// A method's series exists once it has been seen (then stays, at 0
+    /// when idle), as with an SDK up-down counter.
+    seen: AtomicBool,
+}
+
+impl ActiveRequests {
+    fn slot(&self, method: &str) -> &ActiveSlot {
+        let i = METHOD_LABELS
+            .iter()
+            .position(|m| *m == method)
+            .unwrap_or(METHOD_LABELS.len() - 1);
+        &self.slots[i]
+    }
+
+    fn observe(&self, o: &dyn opentelemetry::metrics::AsyncInstrument<i64>) {
+        for (method, slot) in METHOD_LABELS.iter().zip(&self.slots) {
+            if slot.seen.load(Ordering::Relaxed) {
+                o.observe(
+                    slot.count.load(Ordering::Relaxed),
+                    &[KeyValue::new("http.request.method", *method)],
+                );
+            }
+        }
+    }
+}
+
+/// Every value [`method_label`] returns; `_OTHER` last.
+const METHOD_LABELS: [&str; 10] = [
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE", "_OTHER",
+];
 
 /// The method as a bounded label: the standard methods by name, anything
 /// else as `_OTHER` (as the HTTP semantic conventions ask).
@@ -394,6 +441,30 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn every_method_label_has_its_own_in_flight_slot() {
+        let active = ActiveRequests::default();
+        let methods = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::PATCH,
+            Method::OPTIONS,
+            Method::CONNECT,
+            Method::TRACE,
+            Method::from_bytes(b"BREW").unwrap(),
+        ];
+        let mut slots: Vec<*const ActiveSlot> = methods
+            .iter()
+            .map(|m| std::ptr::from_ref(active.slot(method_label(m))))
+            .collect();
+        slots.sort();
+        slots.dedup();
+        assert_eq!(slots.len(), METHOD_LABELS.len());
+    }
 
     /// The value of the series whose line starts with `prefix` (name plus
     /// the labels up to where the caller stops), summed over matches.

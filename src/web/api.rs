@@ -164,10 +164,11 @@ pub fn endpoint(service: OpenApiService<Api, ()>) -> impl Endpoint + 'static {
     service.into_endpoint().around(move |ep, req: Request| {
         let allowed = allowed.clone();
         async move {
-            let path = req.uri().path().to_owned();
+            // A clone of the URI shares its bytes: no allocation per request.
+            let uri = req.uri().clone();
             match ep.call(req).await {
                 Err(mut err) if err.status() == StatusCode::METHOD_NOT_ALLOWED => {
-                    if let Some(value) = allowed.for_path(&path) {
+                    if let Some(value) = allowed.for_path(uri.path()) {
                         err.set_data(AllowHeader(value.clone()));
                     }
                     Err(err)

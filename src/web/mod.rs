@@ -70,8 +70,5 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
     Ok(routes
         .with(session)
         .with(CatchPanic::new().with_handler(errors::PanicPage))
-        .with(limits)
-        .with(middleware::RequestLog::new(state.clone()))
-        .with(security::SecurityHeaders)
-        .data(state))
+        .with(middleware::Front::new(state, limits)))
 }

@@ -3,8 +3,7 @@
 //! Referer leaving the site (the OAuth callback URL carries a verifier), and
 //! `no-store` unless a handler chose a cache policy itself.
 
-use poem::http::{HeaderName, HeaderValue, header};
-use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
+use poem::http::{HeaderMap, HeaderName, HeaderValue, header};
 
 /// The policy for every page: the tool's own styles and scripts only, forms
 /// only to the tool itself, never inside a frame.
@@ -26,53 +25,27 @@ const STATIC_HEADERS: [(HeaderName, &str); 5] = [
     ),
 ];
 
-/// Middleware factory; see the module docs.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SecurityHeaders;
-
-impl<E: Endpoint> Middleware<E> for SecurityHeaders {
-    type Output = SecurityHeadersEndpoint<E>;
-
-    fn transform(&self, ep: E) -> Self::Output {
-        SecurityHeadersEndpoint { inner: ep }
+/// Adds the headers to a response about to be sent; `https` when the
+/// request came over https (then browsers are told to keep to it).
+pub fn apply(headers: &mut HeaderMap, https: bool) {
+    // Room for all of them at once: one growth of the map, not several.
+    headers.reserve(STATIC_HEADERS.len() + 3);
+    for (name, value) in STATIC_HEADERS {
+        headers.insert(name, HeaderValue::from_static(value));
     }
-}
-
-/// Endpoint produced by [`SecurityHeaders`].
-#[derive(Debug)]
-pub struct SecurityHeadersEndpoint<E> {
-    inner: E,
-}
-
-impl<E: Endpoint> Endpoint for SecurityHeadersEndpoint<E> {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> Result<Response> {
-        let https = super::session::is_https(&req);
-        let mut resp = match self.inner.call(req).await {
-            Ok(r) => r.into_response(),
-            Err(e) => e.into_response(),
-        };
-        let headers = resp.headers_mut();
-        for (name, value) in STATIC_HEADERS {
-            headers.insert(name, HeaderValue::from_static(value));
-        }
-        // A route with special needs (the API explorer) sets its own policy.
-        if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
-            headers.insert(
-                header::CONTENT_SECURITY_POLICY,
-                HeaderValue::from_static(CONTENT_SECURITY_POLICY),
-            );
-        }
-        if !headers.contains_key(header::CACHE_CONTROL) {
-            headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        }
-        if https {
-            headers.insert(
-                header::STRICT_TRANSPORT_SECURITY,
-                HeaderValue::from_static("max-age=31536000"),
-            );
-        }
-        Ok(resp)
+    if !headers.contains_key(header::CONTENT_SECURITY_POLICY) {
+        headers.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(CONTENT_SECURITY_POLICY),
+        );
+    }
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+    if https {
+        headers.insert(
+            header::STRICT_TRANSPORT_SECURITY,
+            HeaderValue::from_static("max-age=31536000"),
+        );
     }
 }

@@ -17,8 +17,11 @@
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use poem::web::cookie::{Cookie, CookieKey, SameSite};
-use poem::{Endpoint, FromRequest, Middleware, Request, RequestBody, Result};
+use poem::http::{HeaderMap, HeaderValue, header};
+use poem::web::cookie::{Cookie, CookieJar, CookieKey, SameSite};
+use poem::{
+    Endpoint, FromRequest, IntoResponse, Middleware, Request, RequestBody, Response, Result,
+};
 use secrecy::{ExposeSecret, SecretString};
 use serde::{Deserialize, Serialize};
 
@@ -303,11 +306,66 @@ impl SessionData {
     }
 }
 
-#[derive(Debug, Default)]
+/// The cookie as it came, not yet decrypted: the session is read only when
+/// a handler asks for it, so routes that never do (`/healthz`, `/metrics`,
+/// the stylesheet, the API document) pay nothing for it.
+struct Source {
+    /// The first `hello_oauth_session` cookie of the request, if any.
+    cookie: Option<Cookie>,
+    key: Arc<CookieKey>,
+}
+
+#[derive(Default)]
 struct Inner {
+    /// `Some` until the session is first read.
+    source: Option<Source>,
     data: SessionData,
     changed: bool,
     purged: bool,
+}
+
+impl std::fmt::Debug for Inner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Inner")
+            .field("loaded", &self.source.is_none())
+            .field("data", &self.data)
+            .field("changed", &self.changed)
+            .field("purged", &self.purged)
+            .finish()
+    }
+}
+
+impl Inner {
+    /// Decrypts and parses the cookie, once. A cookie that fails either is
+    /// no session, and is removed with the response; an expired login is
+    /// forgotten and the cookie rewritten.
+    fn load(&mut self) {
+        let Some(Source { cookie, key }) = self.source.take() else {
+            return;
+        };
+        let Some(cookie) = cookie else {
+            return;
+        };
+        let jar = CookieJar::default();
+        jar.add(cookie);
+        let loaded = jar
+            .private_with_key(&key)
+            .get(COOKIE_NAME)
+            .and_then(|c| serde_json::from_str::<SessionData>(c.value_str()).ok());
+        match loaded {
+            Some(mut data) => {
+                self.changed = data.expire(now());
+                self.data = data;
+            }
+            None => self.purged = true,
+        }
+    }
+}
+
+fn now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs())
 }
 
 /// The current request's session. Cheap to clone; all clones share state.
@@ -318,7 +376,9 @@ impl Session {
     fn lock(&self) -> MutexGuard<'_, Inner> {
         // A poisoned lock only means a handler panicked mid-update; the data
         // is plain values, still usable.
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        let mut inner = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        inner.load();
+        inner
     }
 
     /// A copy of the current data.
@@ -390,7 +450,11 @@ impl<'a> FromRequest<'a> for Session {
 /// Whether the request reached the proxy over https. Toolforge's front proxy
 /// ends TLS and says so in `X-Forwarded-Proto`.
 pub fn is_https(req: &Request) -> bool {
-    req.header("x-forwarded-proto")
+    const FORWARDED_PROTO: header::HeaderName =
+        header::HeaderName::from_static("x-forwarded-proto");
+    req.headers()
+        .get(FORWARDED_PROTO)
+        .and_then(|v| v.to_str().ok())
         .map(|v| {
             v.split(',')
                 .next()
@@ -431,14 +495,31 @@ impl SessionMiddleware {
 }
 
 impl<E: Endpoint> Middleware<E> for SessionMiddleware {
-    type Output = poem::middleware::CookieJarManagerEndpoint<SessionEndpoint<E>>;
+    type Output = SessionEndpoint<E>;
 
     fn transform(&self, ep: E) -> Self::Output {
-        poem::middleware::CookieJarManager::new().transform(SessionEndpoint {
+        SessionEndpoint {
             inner: ep,
             key: self.key.clone(),
-        })
+        }
     }
+}
+
+/// The first cookie called `name` in the request's `Cookie` headers, as
+/// poem's `CookieJar` would pick it (RFC 6265 §5.4: the most specific comes
+/// first). Only that one cookie is parsed.
+fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Cookie> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';').map(str::trim))
+        .filter(|pair| {
+            pair.strip_prefix(name)
+                .is_some_and(|rest| rest.trim_start().starts_with('='))
+        })
+        .find_map(|pair| Cookie::parse(pair).ok())
+        .filter(|cookie| cookie.name() == name)
 }
 
 /// Endpoint produced by [`SessionMiddleware`].
@@ -454,32 +535,28 @@ impl<E> std::fmt::Debug for SessionEndpoint<E> {
 }
 
 impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
-    type Output = E::Output;
+    type Output = Response;
 
-    async fn call(&self, mut req: Request) -> Result<Self::Output> {
-        let jar = req.cookie().clone();
-        let private = jar.private_with_key(&self.key);
-        let had_cookie = jar.get(COOKIE_NAME).is_some();
-        let loaded = private
-            .get(COOKIE_NAME)
-            .and_then(|c| serde_json::from_str::<SessionData>(c.value_str()).ok());
-        let unreadable = had_cookie && loaded.is_none();
-        let mut data = loaded.unwrap_or_default();
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(0, |d| d.as_secs());
-        let expired = data.expire(now);
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let cookie = find_cookie(req.headers(), COOKIE_NAME);
+        let had_cookie = cookie.is_some();
         let session = Session(Arc::new(Mutex::new(Inner {
-            data,
-            changed: expired,
-            purged: unreadable,
+            source: Some(Source {
+                cookie,
+                key: self.key.clone(),
+            }),
+            ..Inner::default()
         })));
         let secure = is_https(&req);
         req.extensions_mut().insert(session.clone());
 
-        let result = self.inner.call(req).await;
+        let mut resp = self.inner.call(req).await?.into_response();
 
-        let inner = session.lock();
+        let inner = session.0.lock().unwrap_or_else(|e| e.into_inner());
+        if inner.source.is_some() {
+            // Never read: nothing can have changed.
+            return Ok(resp);
+        }
         let cookie = |value: String| {
             let mut cookie = Cookie::new_with_str(COOKIE_NAME, value);
             cookie.set_path("/");
@@ -489,6 +566,7 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
             cookie.set_max_age(MAX_AGE);
             cookie
         };
+        let mut set_cookie = None;
         if inner.changed && inner.data != SessionData::default() {
             let mut data = inner.data.clone();
             loop {
@@ -499,8 +577,11 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
                         break;
                     }
                 };
-                private.add(cookie(value));
-                let size = jar.get(COOKIE_NAME).map_or(0, |c| c.to_string().len());
+                let jar = CookieJar::default();
+                jar.private_with_key(&self.key).add(cookie(value));
+                let encrypted = jar.get(COOKIE_NAME).map(|c| c.to_string());
+                let size = encrypted.as_ref().map_or(0, String::len);
+                set_cookie = encrypted;
                 if size <= MAX_COOKIE_BYTES {
                     break;
                 }
@@ -520,10 +601,13 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
         } else if (inner.changed || inner.purged) && had_cookie {
             let mut removal = cookie(String::new());
             removal.make_removal();
-            jar.add(removal);
+            set_cookie = Some(removal.to_string());
         }
         drop(inner);
-        result
+        if let Some(value) = set_cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
+            resp.headers_mut().append(header::SET_COOKIE, value);
+        }
+        Ok(resp)
     }
 }
 
@@ -531,7 +615,6 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
 #[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
-    use poem::IntoResponse as _;
 
     fn pending(key: &str, created: u64) -> PendingLogin {
         PendingLogin {
