@@ -44,59 +44,72 @@ where
         let normalized = event.normalized_metadata();
         let meta = normalized.as_ref().unwrap_or_else(|| event.metadata());
 
-        writer.write_str("{\"timestamp\":\"")?;
-        SystemTime.format_time(&mut writer)?;
-        writer.write_str("\",\"level\":\"")?;
-        writer.write_str(meta.level().as_str())?;
-        writer.write_char('"')?;
+        // The line is built in a plain `String` (inlined appends) and handed
+        // to the writer once, rather than as dozens of small dynamic writes.
+        let mut line = String::with_capacity(256);
+        line.push_str("{\"timestamp\":\"");
+        SystemTime.format_time(&mut Writer::new(&mut line))?;
+        line.push_str("\",\"level\":\"");
+        line.push_str(meta.level().as_str());
+        line.push('"');
         let mut fields = Fields {
-            out: &mut writer,
+            line: &mut line,
             result: Ok(()),
         };
         event.record(&mut fields);
         fields.result?;
-        writer.write_str(",\"target\":")?;
-        write_str(&mut writer, meta.target())?;
-        writer.write_str("}\n")
+        line.push_str(",\"target\":");
+        push_str(&mut line, meta.target());
+        line.push_str("}\n");
+        writer.write_str(&line)
     }
 }
 
-/// Writes each field as `,"name":value`.
-struct Fields<'a, 'w> {
-    out: &'a mut Writer<'w>,
+/// Appends each field as `,"name":value`.
+struct Fields<'a> {
+    line: &'a mut String,
     result: fmt::Result,
 }
 
-impl Fields<'_, '_> {
-    fn key(&mut self, field: &Field) -> fmt::Result {
-        self.out.write_char(',')?;
-        write_str(self.out, field.name())?;
-        self.out.write_char(':')
-    }
-
-    fn record(&mut self, field: &Field, value: impl FnOnce(&mut Writer<'_>) -> fmt::Result) {
+impl Fields<'_> {
+    fn record(&mut self, field: &Field, value: impl FnOnce(&mut String) -> fmt::Result) {
         if self.result.is_err() || field.name().starts_with("log.") {
             return;
         }
-        self.result = self.key(field).and_then(|()| value(self.out));
+        self.line.push(',');
+        push_str(self.line, field.name());
+        self.line.push(':');
+        self.result = value(self.line);
     }
 }
 
-impl Visit for Fields<'_, '_> {
+impl Visit for Fields<'_> {
     fn record_str(&mut self, field: &Field, value: &str) {
-        self.record(field, |w| write_str(w, value));
+        self.record(field, |line| {
+            push_str(line, value);
+            Ok(())
+        });
     }
 
     fn record_bool(&mut self, field: &Field, value: bool) {
-        self.record(field, |w| w.write_str(if value { "true" } else { "false" }));
+        self.record(field, |line| {
+            line.push_str(if value { "true" } else { "false" });
+            Ok(())
+        });
     }
 
     fn record_u64(&mut self, field: &Field, value: u64) {
-        self.record(field, |w| write!(w, "{value}"));
+        self.record(field, |line| {
+            line.push_str(itoa::Buffer::new().format(value));
+            Ok(())
+        });
     }
 
     fn record_i64(&mut self, field: &Field, value: i64) {
-        self.record(field, |w| write!(w, "{value}"));
+        self.record(field, |line| {
+            line.push_str(itoa::Buffer::new().format(value));
+            Ok(())
+        });
     }
 
     // 128-bit integers go through `record_debug`, as a string: tracing-serde
@@ -104,71 +117,92 @@ impl Visit for Fields<'_, '_> {
 
     fn record_f64(&mut self, field: &Field, value: f64) {
         // JSON has no NaN or infinity; serde_json writes null for them too.
-        self.record(field, |w| {
+        // ryu keeps the `.0` of whole numbers, as serde_json does.
+        self.record(field, |line| {
             if value.is_finite() {
-                // `{:?}` keeps the `.0` of whole numbers, as serde_json does.
-                write!(w, "{value:?}")
+                line.push_str(ryu::Buffer::new().format_finite(value));
             } else {
-                w.write_str("null")
+                line.push_str("null");
             }
+            Ok(())
         });
     }
 
     fn record_error(&mut self, field: &Field, value: &(dyn std::error::Error + 'static)) {
         // tracing-subscriber's JSON shows an error by its Display text.
-        self.record(field, |w| {
-            w.write_char('"')?;
-            write!(Escaped(w), "{value}")?;
-            w.write_char('"')
+        self.record(field, |line| {
+            line.push('"');
+            write!(Escaped(line), "{value}")?;
+            line.push('"');
+            Ok(())
         });
     }
 
     fn record_debug(&mut self, field: &Field, value: &dyn fmt::Debug) {
-        self.record(field, |w| {
-            w.write_char('"')?;
-            write!(Escaped(w), "{value:?}")?;
-            w.write_char('"')
+        self.record(field, |line| {
+            line.push('"');
+            write!(Escaped(line), "{value:?}")?;
+            line.push('"');
+            Ok(())
         });
     }
 }
 
-/// Writes `s` as a JSON string, quotes included.
-fn write_str(w: &mut Writer<'_>, s: &str) -> fmt::Result {
-    w.write_char('"')?;
-    Escaped(w).write_str(s)?;
-    w.write_char('"')
+/// Appends `s` as a JSON string, quotes included.
+fn push_str(line: &mut String, s: &str) {
+    line.push('"');
+    escape_into(line, s);
+    line.push('"');
 }
 
-/// A `fmt::Write` that escapes what goes through it as the inside of a JSON
-/// string (RFC 8259 §7): quote, backslash and control characters; everything
-/// else, non-ASCII included, is written as is, in runs.
-struct Escaped<'a, 'w>(&'a mut Writer<'w>);
+/// Whether a byte must be escaped inside a JSON string (RFC 8259 §7).
+fn needs_escape(b: u8) -> bool {
+    b < 0x20 || b == b'"' || b == b'\\'
+}
 
-impl fmt::Write for Escaped<'_, '_> {
-    fn write_str(&mut self, s: &str) -> fmt::Result {
-        let mut start = 0;
-        for (i, b) in s.bytes().enumerate() {
-            let escape: &str = match b {
-                b'"' => "\\\"",
-                b'\\' => "\\\\",
-                b'\n' => "\\n",
-                b'\r' => "\\r",
-                b'\t' => "\\t",
-                0x08 => "\\b",
-                0x0c => "\\f",
-                0x00..=0x1f => "",
-                _ => continue,
-            };
-            // `i` is at an ASCII byte, so both slices end on char boundaries.
-            self.0.write_str(&s[start..i])?;
-            if escape.is_empty() {
-                write!(self.0, "\\u{b:04x}")?;
-            } else {
-                self.0.write_str(escape)?;
-            }
-            start = i + 1;
+/// Appends the inside of a JSON string: quote, backslash and control
+/// characters escaped; everything else, non-ASCII included, as is.
+fn escape_into(line: &mut String, s: &str) {
+    // Most values (ids, routes, methods) need no escaping at all.
+    if !s.bytes().any(needs_escape) {
+        line.push_str(s);
+        return;
+    }
+    let mut start = 0;
+    for (i, b) in s.bytes().enumerate() {
+        if !needs_escape(b) {
+            continue;
         }
-        self.0.write_str(&s[start..])
+        // `i` is at an ASCII byte, so both slices end on char boundaries.
+        line.push_str(&s[start..i]);
+        match b {
+            b'"' => line.push_str("\\\""),
+            b'\\' => line.push_str("\\\\"),
+            b'\n' => line.push_str("\\n"),
+            b'\r' => line.push_str("\\r"),
+            b'\t' => line.push_str("\\t"),
+            0x08 => line.push_str("\\b"),
+            0x0c => line.push_str("\\f"),
+            _ => {
+                const HEX: &[u8; 16] = b"0123456789abcdef";
+                line.push_str("\\u00");
+                line.push(char::from(HEX[usize::from(b >> 4)]));
+                line.push(char::from(HEX[usize::from(b & 0xf)]));
+            }
+        }
+        start = i + 1;
+    }
+    line.push_str(&s[start..]);
+}
+
+/// A `fmt::Write` that escapes what goes through it (for `Display` and
+/// `Debug` values).
+struct Escaped<'a>(&'a mut String);
+
+impl fmt::Write for Escaped<'_> {
+    fn write_str(&mut self, s: &str) -> fmt::Result {
+        escape_into(self.0, s);
+        Ok(())
     }
 }
 
