@@ -33,6 +33,10 @@ mod fake_wiki;
 mod common;
 use common::{flag, free_port, oha, target_dir};
 
+// The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
+#[path = "flask.rs"]
+mod flask;
+
 const SERVER_CPU: &str = "0";
 const LOAD_CPU: &str = "1";
 const MIB: f64 = 1024.0 * 1024.0;
@@ -153,6 +157,11 @@ async fn log_in(addr: SocketAddr, wiki: &fake_wiki::FakeWiki) -> String {
 
 /// Starts hello-oauth and measures exec -> first 200 on /healthz.
 fn start_service(extra_env: &[(&str, String)]) -> (Server, Duration) {
+    start_service_probe(extra_env, "/healthz")
+}
+
+/// Starts hello-oauth and measures exec -> first 200 on `probe`.
+fn start_service_probe(extra_env: &[(&str, String)], probe: &str) -> (Server, Duration) {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
@@ -173,7 +182,7 @@ fn start_service(extra_env: &[(&str, String)]) -> (Server, Duration) {
     let child = cmd.spawn().expect("taskset and the release binary start");
     let server = Server { child, addr };
     loop {
-        if let Some((200, _, _)) = http_get(addr, "/healthz", None) {
+        if let Some((200, _, _)) = http_get(addr, probe, None) {
             return (server, start.elapsed());
         }
         assert!(
@@ -207,15 +216,18 @@ fn start_baseline(dir: &Path) -> Server {
 }
 
 /// CPU time the process has spent on a core, in nanoseconds
-/// (`/proc/<pid>/task/*/schedstat`, first field, summed over threads).
+/// (`/proc/<pid>/task/*/schedstat`, first field, summed over threads and
+/// over child processes: uWSGI's workers).
 fn cpu_ns(pid: u32) -> u64 {
     let mut sum = 0;
-    if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
-        for task in tasks.flatten() {
-            sum += std::fs::read_to_string(task.path().join("schedstat"))
-                .ok()
-                .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
-                .unwrap_or(0);
+    for pid in flask::process_tree(pid) {
+        if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
+            for task in tasks.flatten() {
+                sum += std::fs::read_to_string(task.path().join("schedstat"))
+                    .ok()
+                    .and_then(|s| s.split_whitespace().next()?.parse::<u64>().ok())
+                    .unwrap_or(0);
+            }
         }
     }
     sum
@@ -237,6 +249,18 @@ struct Load {
 /// Runs oha against the server `pid`; `rate` None = saturation with 32
 /// connections.
 fn load(pid: u32, url: &str, cookie: Option<&str>, secs: u64, rate: Option<u32>) -> Load {
+    load_args(pid, url, cookie, secs, rate, &[])
+}
+
+/// `load` with extra oha arguments.
+fn load_args(
+    pid: u32,
+    url: &str,
+    cookie: Option<&str>,
+    secs: u64,
+    rate: Option<u32>,
+    extra: &[&str],
+) -> Load {
     let mut cmd = pinned(LOAD_CPU, &oha());
     cmd.args([
         "--no-tui",
@@ -253,7 +277,7 @@ fn load(pid: u32, url: &str, cookie: Option<&str>, secs: u64, rate: Option<u32>)
     if let Some(c) = cookie {
         cmd.args(["-H", &format!("Cookie: {c}")]);
     }
-    cmd.arg(url);
+    cmd.args(extra).arg(url);
     let cpu_before = cpu_ns(pid);
     let out = cmd.output().expect("oha runs");
     let cpu_after = cpu_ns(pid);
@@ -337,6 +361,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     wiki.register_callback(&format!("http://{}/oauth-callback", service.addr), false);
     std::thread::sleep(Duration::from_millis(500));
     let idle_rss = rss_mib(service.child.id());
+    let idle_pss = flask::pss_mib(service.child.id());
 
     // The login round trip: the service's own CPU time per login (the
     // wiki's time is excluded), and the wall time a user waits on loopback.
@@ -424,6 +449,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         results.insert(route.name, (sat, fixed));
     }
     let loaded_rss = rss_mib(service.child.id());
+    let loaded_pss = flask::pss_mib(service.child.id());
 
     // Report.
     println!();
@@ -488,9 +514,22 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     );
     println!("start-up to first healthy answer: {startup_ms:.1} ms (best of 5)");
     println!(
-        "resident memory: idle {idle_rss:.1} MiB, after the saturated runs {loaded_rss:.1} MiB"
+        "resident memory: idle {idle_rss:.1} MiB, after the saturated runs {loaded_rss:.1} MiB \
+         (PSS {idle_pss:.1} / {loaded_pss:.1} MiB)"
     );
     println!("release binary: {binary_mib:.1} MiB ({})", bin.display());
+
+    let flask_report = flask::run(
+        secs,
+        &flask::Ours {
+            env: &wiki_env(&wiki),
+            pid: service.child.id(),
+            addr: service.addr,
+            keep_alive: results.get("GET / (anonymous)").map(|(sat, _)| sat),
+            idle_rss,
+            idle_pss,
+        },
+    );
 
     // Budgets (docs/performance.md).
     let mut failed = Vec::new();
@@ -560,8 +599,11 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         "login_wall_ms": login_wall_ms,
         "idle_rss_mib": idle_rss,
         "loaded_rss_mib": loaded_rss,
+        "idle_pss_mib": idle_pss,
+        "loaded_pss_mib": loaded_pss,
         "binary_mib": binary_mib,
         "failed_budgets": failed,
+        "flask": flask_report.clone(),
     });
     if let Some(dir) = json_path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -588,6 +630,12 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     }
     std::fs::write(json_path, serde_json::to_vec_pretty(&report).unwrap()).unwrap();
     println!("\nfigures written to {}", json_path.display());
+    if let Some(why) = flask_report["skipped"]
+        .as_str()
+        .filter(|w| *w != "--no-flask")
+    {
+        println!("SKIPPED Flask/uWSGI comparison: {why}");
+    }
     if failed.is_empty() {
         println!("all budgets held");
         0
