@@ -28,8 +28,6 @@ const STATIC_HEADERS: [(HeaderName, &str); 5] = [
 /// Adds the headers to a response about to be sent; `https` when the
 /// request came over https (then browsers are told to keep to it).
 pub fn apply(headers: &mut HeaderMap, https: bool) {
-    // Room for all of them at once: one growth of the map, not several.
-    headers.reserve(STATIC_HEADERS.len() + 3);
     for (name, value) in STATIC_HEADERS {
         headers.insert(name, HeaderValue::from_static(value));
     }

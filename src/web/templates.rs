@@ -29,6 +29,9 @@ impl Templates {
         let mut registry = Handlebars::new();
         registry.set_strict_mode(true);
         registry.set_dev_mode(false);
+        // Partials are not re-indented line by line: the pages do not depend
+        // on it, and it is a pass over every line rendered.
+        registry.set_prevent_indent(true);
         for (name, source) in TEMPLATES {
             if *name == "layout" {
                 registry.register_partial(name, *source)?;
