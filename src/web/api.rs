@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, Request, Response, Route};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Result, Route};
 use poem_openapi::registry::MetaApi;
 use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
 
@@ -133,12 +133,9 @@ pub fn explorer(service: &OpenApiService<Api, ()>) -> impl Endpoint + 'static {
         ))
 }
 
-/// Adds the API's operations, the document and the explorer to `routes`.
-///
-/// Each operation's first path segment (`/healthz`, `/api`, ...) is mounted
-/// without stripping, so poem's route template (the `http.route` label)
-/// stays the operation's own path.
-pub fn mount(routes: Route) -> Route {
+/// Adds the document and the explorer to `routes`, and puts the API's
+/// operations beside them: see [`Dispatch`].
+pub fn mount(routes: Route) -> Dispatch<Route, impl Endpoint + 'static> {
     let service = service();
     let mut prefixes: Vec<String> = Vec::new();
     for path in Api::meta().iter().flat_map(|api| api.paths.iter()) {
@@ -151,10 +148,47 @@ pub fn mount(routes: Route) -> Route {
     let routes = routes
         .at(DOCUMENT_PATH, document_endpoint())
         .nest(EXPLORER_PATH, explorer(&service));
-    let api = Arc::new(endpoint(service).boxed());
-    prefixes.into_iter().fold(routes, |routes, prefix| {
-        routes.nest_no_strip(prefix, api.clone())
-    })
+    Dispatch {
+        routes,
+        api: endpoint(service),
+        prefixes,
+    }
+}
+
+/// Sends a request to the API's operations when its path is under one of
+/// their first segments (`/healthz`, `/readyz`, `/metrics`, `/api`, except
+/// the explorer under `/api/docs`), and to the other routes otherwise: what
+/// nesting the API in the router without stripping did, without the nested
+/// router, its boxed future and the route template it formatted on every
+/// request (docs/performance.md). The API keeps its own route templates as
+/// the `http.route` label.
+#[derive(Debug)]
+pub struct Dispatch<R, A> {
+    routes: R,
+    api: A,
+    prefixes: Vec<String>,
+}
+
+impl<R, A> Dispatch<R, A> {
+    fn is_api(&self, path: &str) -> bool {
+        let under = |prefix: &str| {
+            path.strip_prefix(prefix)
+                .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+        };
+        !under(EXPLORER_PATH) && self.prefixes.iter().any(|p| under(p))
+    }
+}
+
+impl<R: Endpoint, A: Endpoint> Endpoint for Dispatch<R, A> {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        if self.is_api(req.uri().path()) {
+            self.api.call(req).await.map(IntoResponse::into_response)
+        } else {
+            self.routes.call(req).await.map(IntoResponse::into_response)
+        }
+    }
 }
 
 /// The service as an endpoint, answering a wrong method on a known path
@@ -238,6 +272,35 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+
+    #[test]
+    fn the_api_gets_its_own_paths_and_nothing_else() {
+        let dispatch = mount(Route::new());
+        for path in [
+            "/healthz",
+            "/healthz/x",
+            "/readyz",
+            "/metrics",
+            "/api",
+            "/api/v1/me",
+            "/api/nowhere",
+        ] {
+            assert!(dispatch.is_api(path), "{path}");
+        }
+        for path in [
+            "/",
+            "/healthzz",
+            "/login",
+            "/openapi.json",
+            "/api/docs",
+            "/api/docs/",
+            "/api/docs/index.css",
+            "/apis",
+            "/static/style.css",
+        ] {
+            assert!(!dispatch.is_api(path), "{path}");
+        }
+    }
 
     #[test]
     fn the_document_is_deterministic_and_names_the_crate_version() {
