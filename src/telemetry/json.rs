@@ -20,7 +20,6 @@ use tracing::field::{Field, Visit};
 use tracing::{Event, Subscriber};
 use tracing_log::NormalizeEvent as _;
 use tracing_subscriber::fmt::format::Writer;
-use tracing_subscriber::fmt::time::{FormatTime as _, SystemTime};
 use tracing_subscriber::fmt::{FmtContext, FormatEvent, FormatFields};
 use tracing_subscriber::registry::LookupSpan;
 
@@ -48,7 +47,7 @@ where
         // to the writer once, rather than as dozens of small dynamic writes.
         let mut line = String::with_capacity(256);
         line.push_str("{\"timestamp\":\"");
-        SystemTime.format_time(&mut Writer::new(&mut line))?;
+        push_timestamp(&mut line, std::time::SystemTime::now());
         line.push_str("\",\"level\":\"");
         line.push_str(meta.level().as_str());
         line.push('"');
@@ -63,6 +62,59 @@ where
         line.push_str("}\n");
         writer.write_str(&line)
     }
+}
+
+/// Appends `t` as RFC 3339 in UTC with microseconds
+/// (`2026-11-27T21:24:47.484384Z`), the format tracing-subscriber's
+/// `SystemTime` timer writes. Written here because that timer goes through
+/// `fmt` padding for each of its seven numbers (2k instructions a line);
+/// this is the same civil-calendar arithmetic (Howard Hinnant's
+/// `civil_from_days`) with two-digit pairs.
+fn push_timestamp(line: &mut String, t: std::time::SystemTime) {
+    // Before 1970 cannot happen on a running server; show the epoch.
+    let since = t.duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+    let secs = since.as_secs();
+    let days = secs / 86_400;
+    let rem = secs % 86_400;
+    // civil_from_days, for days since 1970-01-01 (non-negative here).
+    let z = days + 719_468;
+    let era = z / 146_097;
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + u64::from(month <= 2);
+
+    let mut buf = [0u8; 26];
+    let mut put = |at: usize, value: u64, width: usize| {
+        let mut v = value;
+        for i in (at..at + width).rev() {
+            buf[i] = b'0' + (v % 10) as u8;
+            v /= 10;
+        }
+    };
+    put(0, year % 10_000, 4);
+    put(5, month, 2);
+    put(8, day, 2);
+    put(11, rem / 3600, 2);
+    put(14, rem / 60 % 60, 2);
+    put(17, rem % 60, 2);
+    put(20, u64::from(since.subsec_micros()), 6);
+    for (i, sep) in [
+        (4, b'-'),
+        (7, b'-'),
+        (10, b'T'),
+        (13, b':'),
+        (16, b':'),
+        (19, b'.'),
+    ] {
+        buf[i] = sep;
+    }
+    // Only ASCII digits and separators were written.
+    line.extend(buf.iter().map(|&b| char::from(b)));
+    line.push('Z');
 }
 
 /// Appends each field as `,"name":value`.
@@ -316,6 +368,41 @@ mod tests {
                 v.as_object_mut().unwrap().remove("timestamp");
             }
             assert_eq!(a, b, "\nours:   {ours}\ntheirs: {theirs}");
+        }
+    }
+
+    #[test]
+    fn timestamps_are_rfc3339_utc_with_microseconds() {
+        use std::time::{Duration, UNIX_EPOCH};
+        let cases = [
+            (0, 0, "1970-01-01T00:00:00.000000Z"),
+            (951_782_400, 5, "2000-02-29T00:00:00.000005Z"),
+            (1_709_251_199, 999_999, "2024-02-29T23:59:59.999999Z"),
+            (1_798_761_599, 123_456, "2026-12-31T23:59:59.123456Z"),
+            (4_107_542_400, 0, "2100-03-01T00:00:00.000000Z"),
+            (253_402_300_799, 1, "9999-12-31T23:59:59.000001Z"),
+        ];
+        for (secs, micros, expected) in cases {
+            let t = UNIX_EPOCH + Duration::from_secs(secs) + Duration::from_micros(micros);
+            let mut line = String::new();
+            push_timestamp(&mut line, t);
+            assert_eq!(line, expected);
+        }
+        // Every day of four centuries against the calendar of `httpdate`
+        // (RFC 7231 dates: weekday, day, month name, year).
+        let months = [
+            "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+        ];
+        for day in (0..146_097_u64).step_by(7) {
+            let t = UNIX_EPOCH + Duration::from_secs(day * 86_400 + 3_723);
+            let mut ours = String::new();
+            push_timestamp(&mut ours, t);
+            let http = httpdate::fmt_http_date(t);
+            // "Thu, 01 Jan 1970 01:02:03 GMT"
+            let parts: Vec<&str> = http.split(' ').collect();
+            let month = months.iter().position(|m| *m == parts[2]).unwrap() + 1;
+            let expected = format!("{}-{month:02}-{}T{}.000000Z", parts[3], parts[1], parts[4]);
+            assert_eq!(ours, expected, "{http}");
         }
     }
 

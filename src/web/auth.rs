@@ -529,6 +529,7 @@ fn new_csrf_token() -> String {
 
 #[derive(Serialize)]
 struct LogoutPage<'a> {
+    title: &'static str,
     tool_name: &'a str,
     flashes: Vec<Flash>,
     username: &'a str,
@@ -544,6 +545,7 @@ pub fn logout_form(state: Data<&Arc<AppState>>, session: Session) -> poem::Resul
         return Ok(Redirect::see_other("/").into_response());
     };
     let page = LogoutPage {
+        title: "Log out",
         tool_name: &state.config.tool_name,
         flashes: session.take_flashes(),
         username: &logged_in.user.username,
@@ -605,6 +607,7 @@ struct ProfileView {
 
 #[derive(Serialize)]
 struct ProfilePage<'a> {
+    title: &'static str,
     tool_name: &'a str,
     flashes: Vec<Flash>,
     username: &'a str,
@@ -679,6 +682,7 @@ pub async fn profile(
         },
     };
     let page = ProfilePage {
+        title: "Your account",
         tool_name: &state.config.tool_name,
         flashes: session.take_flashes(),
         username: &logged_in.user.username,

@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use poem::http::{StatusCode, header};
+use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::web::Data;
 use poem::{Response, handler};
 use serde::Serialize;
@@ -17,13 +17,18 @@ use super::session::{Flash, Session};
 struct UserView<'a> {
     username: &'a str,
     editcount: String,
-    groups: &'a [String],
+    /// Comma-separated, empty for none: joined here rather than with an
+    /// `#each` in the template, which costs a block context per group.
+    groups: String,
     blocked: bool,
 }
 
-/// What the home page shows.
+/// What the home page shows. The page title is a field rather than a
+/// parameter of the layout partial: handlebars merges partial parameters
+/// into a copy of the whole context on every render.
 #[derive(Debug, Serialize)]
 struct HomePage<'a> {
+    title: &'static str,
     tool_name: &'a str,
     greeting: &'a str,
     login_available: bool,
@@ -44,10 +49,17 @@ pub fn render_page(
             StatusCode::INTERNAL_SERVER_ERROR,
         )
     })?;
-    Ok(Response::builder()
-        .content_type("text/html; charset=utf-8")
-        .header(header::CACHE_CONTROL, "no-store")
-        .body(body))
+    let mut resp = Response::from(body);
+    // Sized once for what every page carries (its own two, the security
+    // headers, the request id, a cookie): a growing map rehashes each time.
+    *resp.headers_mut() = HeaderMap::with_capacity(16);
+    resp.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    Ok(resp)
 }
 
 /// `GET /`: the greeting (by name when logged in), any pending notices, and
@@ -55,22 +67,25 @@ pub fn render_page(
 #[handler]
 pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Response> {
     let flashes = session.take_flashes();
-    let data = session.data();
-    let logged_in = data.logged_in();
-    let page = HomePage {
-        tool_name: &state.config.tool_name,
-        greeting: &state.config.greeting,
-        login_available: state.config.oauth_configured(),
-        flashes,
-        user: logged_in.map(|l| UserView {
-            username: &l.user.username,
-            editcount: group_digits(l.user.editcount),
-            groups: &l.user.groups,
-            blocked: l.user.blocked,
-        }),
-        csrf: logged_in.map(|l| l.csrf.as_str()),
-    };
-    render_page(&state, "index", &page)
+    // Rendered from the session in place: no copy of it.
+    session.read(|data| {
+        let logged_in = data.logged_in();
+        let page = HomePage {
+            title: "Home",
+            tool_name: &state.config.tool_name,
+            greeting: &state.config.greeting,
+            login_available: state.config.oauth_configured(),
+            flashes,
+            user: logged_in.map(|l| UserView {
+                username: &l.user.username,
+                editcount: group_digits(l.user.editcount),
+                groups: l.user.groups.join(", "),
+                blocked: l.user.blocked,
+            }),
+            csrf: logged_in.map(|l| l.csrf.as_str()),
+        };
+        render_page(&state, "index", &page)
+    })
 }
 
 /// Text shown when someone tries to log in on an instance without a consumer.

@@ -381,6 +381,12 @@ impl Session {
         inner
     }
 
+    /// Calls `f` with the current data, without copying it. The session is
+    /// locked meanwhile: `f` must not use the session itself.
+    pub fn read<R>(&self, f: impl FnOnce(&SessionData) -> R) -> R {
+        f(&self.lock().data)
+    }
+
     /// A copy of the current data.
     pub fn data(&self) -> SessionData {
         self.lock().data.clone()

@@ -32,6 +32,7 @@ impl Templates {
         // Partials are not re-indented line by line: the pages do not depend
         // on it, and it is a pass over every line rendered.
         registry.set_prevent_indent(true);
+        registry.register_escape_fn(escape_html);
         for (name, source) in TEMPLATES {
             if *name == "layout" {
                 registry.register_partial(name, *source)?;
@@ -52,9 +53,41 @@ impl Templates {
     }
 }
 
+/// handlebars' HTML escaping, with a fast path: most values (names, ids,
+/// tokens) have nothing to escape and are copied whole instead of char by
+/// char. Anything with a special character goes through handlebars' own
+/// function, so the result is always the same as with the default.
+fn escape_html(s: &str) -> String {
+    let special = |b: u8| matches!(b, b'<' | b'>' | b'"' | b'&' | b'\'' | b'`' | b'=');
+    if s.bytes().any(special) {
+        handlebars::html_escape(s)
+    } else {
+        s.to_owned()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn escaping_is_handlebars_own() {
+        for s in [
+            "",
+            "Alice Example",
+            "é ✓ 🦀",
+            "<script>alert('x')</script>",
+            "a=b & c \"d\" `e`",
+            "user, autoconfirmed",
+        ] {
+            assert_eq!(escape_html(s), handlebars::html_escape(s), "{s}");
+        }
+        // Every ASCII character on its own, special or not.
+        for b in 0u8..128 {
+            let s = char::from(b).to_string();
+            assert_eq!(escape_html(&s), handlebars::html_escape(&s), "{b}");
+        }
+    }
 
     #[test]
     fn all_templates_compile() {
