@@ -565,9 +565,18 @@ pub struct LogoutForm {
 pub fn logout(
     req: &Request,
     session: Session,
-    form: Option<Form<LogoutForm>>,
+    form: poem::Result<Form<LogoutForm>>,
 ) -> poem::Result<Response> {
     let id = request_id(req);
+    // A form too large to read is refused as such (413), not taken for a
+    // form without its token; any other unreadable form has no token.
+    let form = match form {
+        Ok(form) => Some(form),
+        Err(e) if super::limits::is_body_too_large(&e) => {
+            return Err(poem::Error::from_status(StatusCode::PAYLOAD_TOO_LARGE));
+        }
+        Err(_) => None,
+    };
     let data = session.data();
     let Some(logged_in) = data.logged_in() else {
         session.flash(FlashLevel::Info, "You are not logged in.");

@@ -42,6 +42,28 @@ impl Limits {
     }
 }
 
+/// Whether `err` comes from reading a body past the limit (the body is cut
+/// off by `http_body_util::Limited`, wrapped in an `io::Error`, wrapped in
+/// poem's read error): the answer is then 413, whatever the extractor made
+/// of it.
+pub fn is_body_too_large(err: &poem::Error) -> bool {
+    let mut next: Option<&(dyn std::error::Error + 'static)> = Some(err);
+    while let Some(e) = next {
+        if e.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        // An `io::Error`'s `source()` skips the error it wraps (and poem
+        // wraps the body's `io::Error` in another): look inside.
+        next = match e.downcast_ref::<std::io::Error>() {
+            Some(io) => io
+                .get_ref()
+                .map(|inner| inner as &(dyn std::error::Error + 'static)),
+            None => e.source(),
+        };
+    }
+    false
+}
+
 fn status(code: StatusCode) -> poem::Error {
     poem::Error::from_status(code)
 }
@@ -108,5 +130,42 @@ impl Limits {
                 Err(status(StatusCode::SERVICE_UNAVAILABLE))
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn read_error(inner: std::io::Error) -> poem::Error {
+        // As poem reports a body that failed while being read: its own
+        // `io::Error` around the body's, inside `ReadBodyError::Io`.
+        poem::error::ReadBodyError::Io(std::io::Error::other(inner)).into()
+    }
+
+    /// The error a body over the limit gives, made as `Limits::call` makes it.
+    async fn cut_off() -> std::io::Error {
+        let body = http_body_util::Full::new(bytes::Bytes::from(vec![b'a'; 100]));
+        let limited = http_body_util::Limited::new(body, 10)
+            .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e));
+        match limited.collect().await {
+            Ok(_) => panic!("100 bytes went through a 10-byte limit"),
+            Err(e) => e,
+        }
+    }
+
+    #[tokio::test]
+    async fn a_body_cut_off_at_the_limit_is_told_apart_from_other_read_errors() {
+        assert!(is_body_too_large(&read_error(cut_off().await)));
+        assert!(is_body_too_large(&poem::Error::new(
+            cut_off().await,
+            StatusCode::BAD_REQUEST
+        )));
+
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+        assert!(!is_body_too_large(&read_error(reset)));
+        assert!(!is_body_too_large(&poem::Error::from_status(
+            StatusCode::BAD_REQUEST
+        )));
     }
 }

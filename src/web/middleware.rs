@@ -151,7 +151,12 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
                     err.data::<PathPattern>().map(|p| p.0.clone())
                 };
                 let allow = err.data::<AllowHeader>().map(|a| a.0.clone());
-                let status = err.status();
+                // Whatever extractor hit the body limit, the answer is 413.
+                let status = if super::limits::is_body_too_large(&err) {
+                    poem::http::StatusCode::PAYLOAD_TOO_LARGE
+                } else {
+                    err.status()
+                };
                 let (code, described) = errors::describe(status, method.as_str());
                 let (message, failure) = if status.is_server_error() {
                     (described, Some(err.to_string()))
