@@ -187,6 +187,24 @@ fn unix_now() -> u64 {
 }
 
 /// Ends a failed login: flash, log line, count, back to the home page.
+/// The wiki client, or, on an instance without an OAuth consumer, the
+/// `not_configured` failure (flash, log line, metric) to answer with.
+fn wiki_or_fail<'a>(
+    state: &'a AppState,
+    session: &Session,
+    request_id: &str,
+) -> Result<Wiki<'a>, Box<Response>> {
+    Wiki::of(state).ok_or_else(|| {
+        Box::new(fail(
+            &state.metrics,
+            session,
+            request_id,
+            LoginFailure::NotConfigured,
+            None,
+        ))
+    })
+}
+
 fn fail(
     metrics: &Metrics,
     session: &Session,
@@ -343,14 +361,9 @@ fn callback(req: &Request, config: &Config) -> String {
 #[handler]
 pub async fn login(req: &Request, state: Data<&Arc<AppState>>, session: Session) -> Response {
     let id = request_id(req);
-    let Some(client) = Wiki::of(&state) else {
-        return fail(
-            &state.metrics,
-            &session,
-            &id,
-            LoginFailure::NotConfigured,
-            None,
-        );
+    let client = match wiki_or_fail(&state, &session, &id) {
+        Ok(client) => client,
+        Err(failed) => return *failed,
     };
     let next = query_params(req)
         .get("next")
@@ -402,14 +415,9 @@ pub async fn oauth_callback(
     session: Session,
 ) -> Response {
     let id = request_id(req);
-    let Some(client) = Wiki::of(&state) else {
-        return fail(
-            &state.metrics,
-            &session,
-            &id,
-            LoginFailure::NotConfigured,
-            None,
-        );
+    let client = match wiki_or_fail(&state, &session, &id) {
+        Ok(client) => client,
+        Err(failed) => return *failed,
     };
     let params = query_params(req);
     let param = |name: &str| {

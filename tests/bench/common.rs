@@ -1,8 +1,9 @@
-//! What the load and soak benches share: flags, paths, ports and the load
-//! generator.
+//! What the load and soak benches share: flags, paths, ports, the load
+//! generator and a login through the fake wiki.
 
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
+use std::process::Child;
 
 /// The value after `name` on the command line.
 pub fn flag(args: &[String], name: &str) -> Option<String> {
@@ -52,4 +53,54 @@ pub fn oha() -> PathBuf {
         "oha not found: install it with `cargo install oha --locked` or set OHA"
     );
     p
+}
+
+/// One whole login through the fake wiki (`/login` -> the wiki approves ->
+/// `/oauth-callback`); checks that the home page greets the user and
+/// returns the session cookie.
+pub async fn log_in(addr: SocketAddr, wiki: &super::fake_wiki::FakeWiki) -> String {
+    use reqwest::cookie::CookieStore as _;
+    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
+    let client = reqwest::Client::builder()
+        .cookie_provider(jar.clone())
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    let start = client
+        .get(format!("http://{addr}/login"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(start.status(), 303, "/login redirects to the wiki");
+    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
+    let callback = wiki.approve(&authorize).await;
+    let back = client.get(&callback).send().await.unwrap();
+    assert_eq!(back.status(), 303, "the callback logs in");
+    let url = reqwest::Url::parse(&format!("http://{addr}/")).unwrap();
+    let cookie = jar
+        .cookies(&url)
+        .expect("a session cookie")
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let home = client.get(url).send().await.unwrap().text().await.unwrap();
+    assert!(
+        home.contains("Hello Example User!"),
+        "the login worked: {home}"
+    );
+    cookie
+}
+
+/// A server process started by a bench (hello-oauth or the baseline), killed
+/// when dropped.
+pub struct Server {
+    pub child: Child,
+    pub addr: SocketAddr,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
 }

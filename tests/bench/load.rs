@@ -18,7 +18,7 @@ use std::collections::BTreeMap;
 use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpStream};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
@@ -31,7 +31,7 @@ mod fake_wiki;
 
 #[path = "common.rs"]
 mod common;
-use common::{flag, free_port, oha, target_dir};
+use common::{Server, flag, free_port, log_in, oha, target_dir};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
 #[path = "flask.rs"]
@@ -102,18 +102,6 @@ fn rss_mib(pid: u32) -> f64 {
         .unwrap_or(f64::NAN)
 }
 
-struct Server {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 /// What the service needs to log people in against the fake wiki.
 fn wiki_env(wiki: &fake_wiki::FakeWiki) -> Vec<(&'static str, String)> {
     vec![
@@ -129,30 +117,6 @@ fn wiki_env(wiki: &fake_wiki::FakeWiki) -> Vec<(&'static str, String)> {
         ),
         ("TOOL_WIKI_TIMEOUT_SECONDS", "5".into()),
     ]
-}
-
-/// One whole login through the fake wiki; returns the session cookie.
-async fn log_in(addr: SocketAddr, wiki: &fake_wiki::FakeWiki) -> String {
-    use reqwest::cookie::CookieStore as _;
-    let jar = std::sync::Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let start = client
-        .get(format!("http://{addr}/login"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(start.status(), 303, "/login redirects to the wiki");
-    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-    let callback = wiki.approve(&authorize).await;
-    let back = client.get(&callback).send().await.unwrap();
-    assert_eq!(back.status(), 303, "the callback logs in");
-    let url = reqwest::Url::parse(&format!("http://{addr}/")).unwrap();
-    let cookie = jar.cookies(&url).expect("a session cookie");
-    cookie.to_str().unwrap().to_owned()
 }
 
 /// Starts hello-oauth and measures exec -> first 200 on /healthz.

@@ -24,10 +24,10 @@ mod fake_wiki;
 
 #[path = "common.rs"]
 mod common;
-use common::{flag, free_port, oha, target_dir};
+use common::{Server, flag, free_port, log_in, oha, target_dir};
 
 use std::net::{SocketAddr, TcpStream};
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -73,18 +73,6 @@ fn main() {
     std::process::exit(code);
 }
 
-struct Service {
-    child: Child,
-    addr: SocketAddr,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
 fn rss_kib(pid: u32) -> Option<f64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     status
@@ -93,7 +81,7 @@ fn rss_kib(pid: u32) -> Option<f64> {
         .and_then(|v| v.split_whitespace().next()?.parse().ok())
 }
 
-fn start_service(wiki: &FakeWiki) -> Service {
+fn start_service(wiki: &FakeWiki) -> Server {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let child = Command::new(env!("CARGO_BIN_EXE_hello-oauth"))
@@ -115,7 +103,7 @@ fn start_service(wiki: &FakeWiki) -> Service {
         .stderr(Stdio::inherit())
         .spawn()
         .expect("the release binary starts");
-    let service = Service { child, addr };
+    let service = Server { child, addr };
     let started = Instant::now();
     while TcpStream::connect(addr).is_err() {
         assert!(
@@ -182,46 +170,13 @@ fn slope(points: &[(f64, f64)]) -> f64 {
     if sxx == 0.0 { 0.0 } else { sxy / sxx }
 }
 
-async fn log_in(wiki: &FakeWiki, base: &str) -> String {
-    let jar = Arc::new(reqwest::cookie::Jar::default());
-    let client = reqwest::Client::builder()
-        .cookie_provider(jar.clone())
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let start = client.get(format!("{base}/login")).send().await.unwrap();
-    let authorize = start.headers()["location"].to_str().unwrap().to_owned();
-    let callback = wiki.approve(&authorize).await;
-    client.get(&callback).send().await.unwrap();
-    use reqwest::cookie::CookieStore as _;
-    let cookie = jar
-        .cookies(&url::Url::parse(base).unwrap())
-        .expect("a session cookie")
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let home = client
-        .get(format!("{base}/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(
-        home.contains("Hello Example User!"),
-        "the login worked: {home}"
-    );
-    cookie
-}
-
 async fn run(s: &Settings) -> i32 {
     hello_oauth::install_crypto_provider();
     let wiki = FakeWiki::start().await;
     let service = start_service(&wiki);
     let base = format!("http://{}", service.addr);
     wiki.register_callback(&format!("{base}/oauth-callback"), false);
-    let cookie = log_in(&wiki, &base).await;
+    let cookie = log_in(service.addr, &wiki).await;
 
     let mut routes = vec![
         Route {
