@@ -9,8 +9,8 @@ use std::time::Duration;
 
 use http_body_util::BodyExt as _;
 use poem::http::{Method, StatusCode, header};
-use poem::{Body, Endpoint, IntoResponse, Request, Response, Result};
-use tokio::sync::Semaphore;
+use poem::{Body, Request, Response, Result};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 
 /// The limits, from the configuration.
 #[derive(Debug, Clone, Copy)]
@@ -68,13 +68,23 @@ fn status(code: StatusCode) -> poem::Error {
     poem::Error::from_status(code)
 }
 
+/// What [`Limits::admit`] decided about a request.
+#[derive(Debug)]
+pub enum Admission {
+    /// Go on; the permit (none for `/healthz`) must live as long as the
+    /// request is being served.
+    Admitted(Option<OwnedSemaphorePermit>),
+    /// Refused: answer with this.
+    Refused(Result<Response>),
+}
+
 impl Limits {
-    /// Checks `req` against the limits and, when it passes, calls `inner`
-    /// with the body capped and under the deadline. Called by the front
-    /// layer ([`super::middleware::Front`]) rather than being a layer of its
-    /// own: one future fewer on every request.
-    pub async fn call<E: Endpoint>(&self, inner: &E, mut req: Request) -> Result<Response> {
-        let _permit = if req.uri().path() == "/healthz" {
+    /// Checks `req` against the limits and, when it passes, caps its body.
+    /// The front layer ([`super::middleware::Front`]) calls this and then
+    /// serves the request under [`Limits::deadline`]: no future of the
+    /// limits' own on every request.
+    pub fn admit(&self, req: &mut Request) -> Admission {
+        let permit = if req.uri().path() == "/healthz" {
             None
         } else {
             match self.permits.clone().try_acquire_owned() {
@@ -87,7 +97,7 @@ impl Limits {
                     let mut resp = status(StatusCode::SERVICE_UNAVAILABLE).into_response();
                     resp.headers_mut()
                         .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-                    return Ok(resp);
+                    return Admission::Refused(Ok(resp));
                 }
             }
         };
@@ -98,7 +108,7 @@ impl Limits {
             .map(|(k, v)| k.as_str().len() + v.len())
             .sum();
         if header_bytes > self.settings.max_header_bytes {
-            return Err(status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE));
+            return Admission::Refused(Err(status(StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE)));
         }
 
         let max_body = self.settings.max_body_bytes;
@@ -106,7 +116,7 @@ impl Limits {
             .header(header::CONTENT_LENGTH)
             .and_then(|v| v.parse::<u64>().ok());
         if declared.is_some_and(|len| len > max_body as u64) {
-            return Err(status(StatusCode::PAYLOAD_TOO_LARGE));
+            return Admission::Refused(Err(status(StatusCode::PAYLOAD_TOO_LARGE)));
         }
         // A body without a length (chunked) is cut off at the limit while it
         // is read, so no extractor can buffer more than `max_body`.
@@ -119,17 +129,21 @@ impl Limits {
                 .boxed();
             req.set_body(Body::from(limited));
         }
+        Admission::Admitted(permit)
+    }
 
-        match tokio::time::timeout(self.settings.request_timeout, inner.call(req)).await {
-            Ok(result) => result.map(IntoResponse::into_response),
-            Err(_) => {
-                tracing::warn!(
-                    timeout_seconds = self.settings.request_timeout.as_secs_f64(),
-                    "request timed out"
-                );
-                Err(status(StatusCode::SERVICE_UNAVAILABLE))
-            }
-        }
+    /// How long a request may take.
+    pub fn deadline(&self) -> Duration {
+        self.settings.request_timeout
+    }
+
+    /// The answer to a request that ran past [`Limits::deadline`].
+    pub fn timed_out(&self) -> poem::Error {
+        tracing::warn!(
+            timeout_seconds = self.settings.request_timeout.as_secs_f64(),
+            "request timed out"
+        );
+        status(StatusCode::SERVICE_UNAVAILABLE)
     }
 }
 

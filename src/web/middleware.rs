@@ -6,23 +6,34 @@
 //! is the route template, or `unmatched` when no route matched: never the
 //! raw path.
 //!
-//! These were five layers (SecurityHeaders, RequestLog, Limits, AddData and
-//! the session's cookie jar); each layer is one more future nested in the
-//! request's future and one more move of the `Request`. Folded into one,
-//! `/healthz` costs less CPU (docs/performance.md has the figures).
+//! It also attaches the session (read from its cookie only when a handler
+//! asks, written back with the response) and turns a handler's panic into
+//! the panic page.
+//!
+//! These were seven layers (SecurityHeaders, RequestLog, Limits, AddData,
+//! CatchPanic, the session and its cookie jar); each layer is one more
+//! future nested in the request's future, holding its own copy of the
+//! `Request` (488 bytes), built on the stack and moved into its parent.
+//! Folded into one, every request costs less CPU (docs/performance.md has
+//! the figures).
 
 use std::sync::Arc;
 use std::time::Instant;
 
+use std::panic::AssertUnwindSafe;
+
+use futures_util::FutureExt as _;
 use poem::PathPattern;
 use poem::error::NotFoundError;
 use poem::http::{HeaderValue, header};
+use poem::middleware::PanicHandler as _;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
 use super::AppState;
 use super::errors;
-use super::limits::Limits;
+use super::limits::{Admission, Limits};
 use super::security;
+use super::session::SessionMiddleware;
 use crate::telemetry::metrics::{self, UNMATCHED_ROUTE};
 
 /// Header carrying the request id, in and out.
@@ -64,14 +75,16 @@ pub struct AllowHeader(pub HeaderValue);
 pub struct Front {
     state: Arc<AppState>,
     limits: Arc<Limits>,
+    sessions: SessionMiddleware,
 }
 
 impl Front {
     /// Creates the middleware.
-    pub fn new(state: Arc<AppState>, limits: Limits) -> Self {
+    pub fn new(state: Arc<AppState>, limits: Limits, sessions: SessionMiddleware) -> Self {
         Self {
             state,
             limits: Arc::new(limits),
+            sessions,
         }
     }
 }
@@ -84,6 +97,7 @@ impl<E: Endpoint> Middleware<E> for Front {
             inner: ep,
             state: self.state.clone(),
             limits: self.limits.clone(),
+            sessions: self.sessions.clone(),
         }
     }
 }
@@ -94,6 +108,7 @@ pub struct FrontEndpoint<E> {
     inner: E,
     state: Arc<AppState>,
     limits: Arc<Limits>,
+    sessions: SessionMiddleware,
 }
 
 /// Size of a response body when it is known up front (full bodies).
@@ -118,7 +133,26 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
         req.set_data(id.clone());
         req.set_data(self.state.clone());
 
-        let (mut resp, route, failure) = match self.limits.call(&self.inner, req).await {
+        let result = match self.limits.admit(&mut req) {
+            Admission::Refused(answer) => answer,
+            Admission::Admitted(_permit) => {
+                let session = self.sessions.attach(&mut req);
+                // A handler that panics gets the panic page (and no session
+                // write); one past the deadline, a 503.
+                let served = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
+                match tokio::time::timeout(self.limits.deadline(), served).await {
+                    Ok(Ok(Ok(resp))) => {
+                        let mut resp = resp.into_response();
+                        self.sessions.write_back(session, &mut resp);
+                        Ok(resp)
+                    }
+                    Ok(Ok(Err(err))) => Err(err),
+                    Ok(Err(panic)) => Ok(errors::PanicPage.get_response(panic).into_response()),
+                    Err(_) => Err(self.limits.timed_out()),
+                }
+            }
+        };
+        let (mut resp, route, failure) = match result {
             Ok(resp) => {
                 let mut resp = resp.into_response();
                 let route = resp.data::<PathPattern>().map(|p| p.0.clone());

@@ -17,7 +17,6 @@ pub mod wiki;
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::middleware::CatchPanic;
 use poem::{EndpointExt, IntoEndpoint, Route, get};
 
 use crate::config::Config;
@@ -67,8 +66,5 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
         max_concurrent: state.config.max_concurrent,
         request_timeout: state.config.request_timeout,
     });
-    Ok(routes
-        .with(session)
-        .with(CatchPanic::new().with_handler(errors::PanicPage))
-        .with(middleware::Front::new(state, limits)))
+    Ok(routes.with(middleware::Front::new(state, limits, session)))
 }

@@ -506,7 +506,7 @@ impl<E: Endpoint> Middleware<E> for SessionMiddleware {
     fn transform(&self, ep: E) -> Self::Output {
         SessionEndpoint {
             inner: ep,
-            key: self.key.clone(),
+            sessions: self.clone(),
         }
     }
 }
@@ -544,7 +544,7 @@ fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Cookie> {
 /// Endpoint produced by [`SessionMiddleware`].
 pub struct SessionEndpoint<E> {
     inner: E,
-    key: Arc<CookieKey>,
+    sessions: SessionMiddleware,
 }
 
 impl<E> std::fmt::Debug for SessionEndpoint<E> {
@@ -553,10 +553,18 @@ impl<E> std::fmt::Debug for SessionEndpoint<E> {
     }
 }
 
-impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
-    type Output = Response;
+/// The session attached to one request, to write back with its response.
+#[derive(Debug)]
+pub struct SessionBinding {
+    session: Session,
+    had_cookie: bool,
+    secure: bool,
+}
 
-    async fn call(&self, mut req: Request) -> Result<Response> {
+impl SessionMiddleware {
+    /// Makes the request's session available to its handlers (read from the
+    /// cookie on first use).
+    pub fn attach(&self, req: &mut Request) -> SessionBinding {
         let cookie = find_cookie(req.headers(), COOKIE_NAME);
         let had_cookie = cookie.is_some();
         let session = Session(Arc::new(Mutex::new(Inner {
@@ -566,22 +574,28 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
             }),
             ..Inner::default()
         })));
-        let secure = is_https(&req);
         req.extensions_mut().insert(session.clone());
+        SessionBinding {
+            session,
+            had_cookie,
+            secure: is_https(req),
+        }
+    }
 
-        let mut resp = self.inner.call(req).await?.into_response();
-
-        let inner = session.0.lock().unwrap_or_else(|e| e.into_inner());
+    /// Writes a session that was read and changed back into its cookie (or
+    /// removes the cookie), on the response to the request it came with.
+    pub fn write_back(&self, binding: SessionBinding, resp: &mut Response) {
+        let inner = binding.session.0.lock().unwrap_or_else(|e| e.into_inner());
         if inner.source.is_some() {
             // Never read: nothing can have changed.
-            return Ok(resp);
+            return;
         }
         let cookie = |value: String| {
             let mut cookie = Cookie::new_with_str(COOKIE_NAME, value);
             cookie.set_path("/");
             cookie.set_http_only(true);
             cookie.set_same_site(SameSite::Lax);
-            cookie.set_secure(secure);
+            cookie.set_secure(binding.secure);
             cookie.set_max_age(MAX_AGE);
             cookie
         };
@@ -617,7 +631,7 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
                     "the session cookie is too large: dropping its least useful part"
                 );
             }
-        } else if (inner.changed || inner.purged) && had_cookie {
+        } else if (inner.changed || inner.purged) && binding.had_cookie {
             let mut removal = cookie(String::new());
             removal.make_removal();
             set_cookie = Some(removal.to_string());
@@ -626,6 +640,16 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
         if let Some(value) = set_cookie.and_then(|v| HeaderValue::from_str(&v).ok()) {
             resp.headers_mut().append(header::SET_COOKIE, value);
         }
+    }
+}
+
+impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let binding = self.sessions.attach(&mut req);
+        let mut resp = self.inner.call(req).await?.into_response();
+        self.sessions.write_back(binding, &mut resp);
         Ok(resp)
     }
 }
