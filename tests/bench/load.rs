@@ -9,7 +9,10 @@
 //!
 //! Flags: `--quick` (short runs, for a smoke test), `--duration SECS`,
 //! `--json PATH` (default target/bench/latest.json; the previous file is
-//! kept as previous.json and compared).
+//! kept as previous.json and compared), `--no-flask`. `scripts/bench
+//! --cold-build` also times a release build from an empty target directory
+//! and leaves the figure in target/bench/cold-build.json, which the report
+//! prints and copies.
 
 // A panic is how the bench reports a broken set-up.
 #![allow(clippy::unwrap_used)]
@@ -482,6 +485,21 @@ fn run(secs: u64, json_path: &Path) -> i32 {
          (PSS {idle_pss:.1} / {loaded_pss:.1} MiB)"
     );
     println!("release binary: {binary_mib:.1} MiB ({})", bin.display());
+    // Measured by `scripts/bench --cold-build`, which writes this file.
+    let cold_build: Option<Value> = std::fs::read(target_dir().join("bench/cold-build.json"))
+        .ok()
+        .and_then(|bytes| serde_json::from_slice(&bytes).ok());
+    match &cold_build {
+        Some(c) => println!(
+            "cold release build: {} s on {} cores (measured {}; scripts/bench --cold-build measures it again)",
+            c["seconds"],
+            c["cores"],
+            c["measured"].as_str().unwrap_or("?")
+        ),
+        None => println!(
+            "cold release build: not measured yet (scripts/bench --cold-build measures it, about five minutes)"
+        ),
+    }
 
     let flask_report = flask::run(
         secs,
@@ -566,6 +584,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         "idle_pss_mib": idle_pss,
         "loaded_pss_mib": loaded_pss,
         "binary_mib": binary_mib,
+        "cold_build": cold_build,
         "failed_budgets": failed,
         "flask": flask_report.clone(),
     });
