@@ -17,10 +17,9 @@
 //! Folded into one, every request costs less CPU (docs/performance.md has
 //! the figures).
 
+use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::Instant;
-
-use std::panic::AssertUnwindSafe;
 
 use futures_util::FutureExt as _;
 use poem::PathPattern;
