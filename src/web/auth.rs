@@ -363,7 +363,7 @@ pub async fn login(req: &Request, state: Data<&Arc<AppState>>, session: Session)
     let id = request_id(req);
     let client = match wiki_or_fail(&state, &session, &id) {
         Ok(client) => client,
-        Err(failed) => return *failed,
+        Err(answer) => return *answer,
     };
     let next = query_params(req)
         .get("next")
@@ -415,9 +415,13 @@ pub async fn oauth_callback(
     session: Session,
 ) -> Response {
     let id = request_id(req);
+    // Every way this can fail: flash, log line and metric, then home.
+    let failed = |reason: LoginFailure, err: Option<&mediawiki::Error>| {
+        fail(&state.metrics, &session, &id, reason, err)
+    };
     let client = match wiki_or_fail(&state, &session, &id) {
         Ok(client) => client,
-        Err(failed) => return *failed,
+        Err(answer) => return *answer,
     };
     let params = query_params(req);
     let param = |name: &str| {
@@ -427,35 +431,17 @@ pub async fn oauth_callback(
             .filter(|v| !v.is_empty() && v.len() <= MAX_PARAM_BYTES)
     };
     let Some(oauth_token) = param("oauth_token") else {
-        return fail(
-            &state.metrics,
-            &session,
-            &id,
-            LoginFailure::BadCallback,
-            None,
-        );
+        return failed(LoginFailure::BadCallback, None);
     };
 
     let lookup = session.update(|d| d.take_pending(oauth_token, unix_now()));
     let pending = match lookup {
         PendingLookup::Found(pending) => pending,
         PendingLookup::Expired(_) => {
-            return fail(
-                &state.metrics,
-                &session,
-                &id,
-                LoginFailure::LoginExpired,
-                None,
-            );
+            return failed(LoginFailure::LoginExpired, None);
         }
         PendingLookup::Mismatch => {
-            return fail(
-                &state.metrics,
-                &session,
-                &id,
-                LoginFailure::TokenMismatch,
-                None,
-            );
+            return failed(LoginFailure::TokenMismatch, None);
         }
         PendingLookup::NothingPending => {
             let reason = if session.data().logged_in().is_some() {
@@ -464,44 +450,22 @@ pub async fn oauth_callback(
             } else {
                 LoginFailure::NoPendingLogin
             };
-            return fail(&state.metrics, &session, &id, reason, None);
+            return failed(reason, None);
         }
     };
 
     let declined = params.contains_key("oauth_problem") || params.contains_key("error");
     let Some(verifier) = param("oauth_verifier").filter(|_| !declined) else {
-        return fail(
-            &state.metrics,
-            &session,
-            &id,
-            LoginFailure::UserDeclined,
-            None,
-        );
+        return failed(LoginFailure::UserDeclined, None);
     };
 
     let access = match client.exchange(&pending.token, verifier).await {
         Ok(access) => access,
-        Err(e) => {
-            return fail(
-                &state.metrics,
-                &session,
-                &id,
-                LoginFailure::from_wiki_error(&e),
-                Some(&e),
-            );
-        }
+        Err(e) => return failed(LoginFailure::from_wiki_error(&e), Some(&e)),
     };
     let identity = match client.identify(&access).await {
         Ok(identity) => identity,
-        Err(e) => {
-            return fail(
-                &state.metrics,
-                &session,
-                &id,
-                LoginFailure::from_wiki_error(&e),
-                Some(&e),
-            );
-        }
+        Err(e) => return failed(LoginFailure::from_wiki_error(&e), Some(&e)),
     };
 
     state.metrics.login_completed();
