@@ -5,12 +5,12 @@ use std::sync::Arc;
 
 use poem::http::{HeaderMap, HeaderValue, StatusCode, header};
 use poem::web::Data;
-use poem::{Response, handler};
+use poem::{Body, Response, handler};
 use serde::Serialize;
 
 use super::AppState;
 use super::auth::group_digits;
-use super::session::{Flash, Session};
+use super::session::{Flash, LoggedIn, Session};
 
 /// The logged-in user, as the home page shows them.
 #[derive(Debug, Serialize)]
@@ -23,9 +23,8 @@ struct UserView<'a> {
     blocked: bool,
 }
 
-/// What the home page shows. The page title is a field rather than a
-/// parameter of the layout partial: handlebars merges partial parameters
-/// into a copy of the whole context on every render.
+/// What the home page shows, and what the layout around it reads (`title`,
+/// `tool_name`, `flashes`).
 #[derive(Debug, Serialize)]
 struct HomePage<'a> {
     title: &'static str,
@@ -43,12 +42,22 @@ pub fn render_page(
     name: &str,
     context: &impl Serialize,
 ) -> poem::Result<Response> {
-    let body = state.templates.render(name, context).map_err(|e| {
-        poem::Error::from_string(
-            format!("rendering {name}: {e}"),
-            StatusCode::INTERNAL_SERVER_ERROR,
-        )
-    })?;
+    let body = state
+        .templates
+        .render(name, context)
+        .map_err(|e| render_error(name, &e))?;
+    Ok(html_response(body.into()))
+}
+
+fn render_error(name: &str, e: &handlebars::RenderError) -> poem::Error {
+    poem::Error::from_string(
+        format!("rendering {name}: {e}"),
+        StatusCode::INTERNAL_SERVER_ERROR,
+    )
+}
+
+/// An HTML page's response: its body and the two headers every page has.
+fn html_response(body: Body) -> Response {
     let mut resp = Response::from(body);
     // Sized once for what every page carries (its own two, the security
     // headers, the request id, a cookie): a growing map rehashes each time.
@@ -59,7 +68,7 @@ pub fn render_page(
     );
     resp.headers_mut()
         .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    Ok(resp)
+    resp
 }
 
 /// `GET /`: the greeting (by name when logged in), any pending notices, and
@@ -68,24 +77,40 @@ pub fn render_page(
 pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Response> {
     let flashes = session.take_flashes();
     // Rendered from the session in place: no copy of it.
-    session.read(|data| {
-        let logged_in = data.logged_in();
-        let page = HomePage {
-            title: "Home",
-            tool_name: &state.config.tool_name,
-            greeting: &state.config.greeting,
-            login_available: state.config.oauth_configured(),
-            flashes,
-            user: logged_in.map(|l| UserView {
-                username: &l.user.username,
-                editcount: group_digits(l.user.editcount),
-                groups: l.user.groups.join(", "),
-                blocked: l.user.blocked,
-            }),
-            csrf: logged_in.map(|l| l.csrf.as_str()),
-        };
-        render_page(&state, "index", &page)
+    session.read(|data| match data.logged_in() {
+        None if flashes.is_empty() => {
+            // The same page for every anonymous visitor: see
+            // `Templates::anonymous_home`.
+            let body = state
+                .templates
+                .anonymous_home(|| home_page(&state, Vec::new(), None))
+                .map_err(|e| render_error("index", &e))?;
+            Ok(html_response(Body::from_bytes(body)))
+        }
+        logged_in => render_page(&state, "index", &home_page(&state, flashes, logged_in)),
     })
+}
+
+/// The home page's context: anonymous when `logged_in` is `None`.
+fn home_page<'a>(
+    state: &'a AppState,
+    flashes: Vec<Flash>,
+    logged_in: Option<&'a LoggedIn>,
+) -> HomePage<'a> {
+    HomePage {
+        title: "Home",
+        tool_name: &state.config.tool_name,
+        greeting: &state.config.greeting,
+        login_available: state.config.oauth_configured(),
+        flashes,
+        user: logged_in.map(|l| UserView {
+            username: &l.user.username,
+            editcount: group_digits(l.user.editcount),
+            groups: l.user.groups.join(", "),
+            blocked: l.user.blocked,
+        }),
+        csrf: logged_in.map(|l| l.csrf.as_str()),
+    }
 }
 
 /// Text shown when someone tries to log in on an instance without a consumer.

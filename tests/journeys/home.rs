@@ -243,3 +243,70 @@ async fn a_short_printable_request_id_is_kept_and_anything_else_replaced() {
     assert_eq!(fresh.headers()["x-request-id"].len(), 16);
     app.stop().await;
 }
+
+/// The anonymous page is rendered once and then served as the same bytes:
+/// what comes after it (a notice, a login, a logout) must still be rendered
+/// for that visitor, and the shared page must not pick any of it up.
+#[tokio::test]
+async fn the_shared_anonymous_page_never_carries_one_visitors_notice_or_name() {
+    let (app, wiki) = TestApp::with_fake_wiki().await;
+
+    let first = app.home().await;
+    assert!(first.contains("<h1>Hello World!</h1>"), "{first}");
+    assert!(first.contains(r#"href="/login""#), "{first}");
+
+    // A stranger's page, with its own notice, then the shared page again.
+    let stranger = crate::helpers::client_with(Default::default());
+    let resp = stranger
+        .get(app.url("/oauth-callback?oauth_verifier=x&oauth_token=nope"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 303);
+    let noticed = stranger
+        .get(app.url("/"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(noticed.contains(r#"<p class="flash "#), "{noticed}");
+    assert_eq!(app.home().await, first);
+
+    // Logged in: greeted by name; the shared page is unchanged.
+    assert_eq!(app.log_in(&wiki).await.status(), 303);
+    let home = app.home().await;
+    assert!(home.contains("<h1>Hello Example User!</h1>"), "{home}");
+    assert!(
+        stranger
+            .get(app.url("/"))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap()
+            == first
+    );
+
+    // Logged out: the notice once, then the shared page.
+    let csrf = home
+        .split(r#"name="csrf" value=""#)
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .unwrap()
+        .to_owned();
+    let out = app
+        .client
+        .post(app.url("/logout"))
+        .form(&[("csrf", csrf.as_str())])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(out.status(), 303);
+    let after = app.home().await;
+    assert!(after.contains("You have logged out"), "{after}");
+    assert_eq!(app.home().await, first);
+    app.stop().await;
+}
