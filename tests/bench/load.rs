@@ -50,6 +50,10 @@ fn main() {
         baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]));
         return;
     }
+    if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
+        poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        return;
+    }
     // `cargo bench` passes `--bench`; ignore it and anything unknown.
     let quick = args.iter().any(|a| a == "--quick");
     let duration = flag(&args, "--duration")
@@ -160,12 +164,14 @@ fn start_service_probe(extra_env: &[(&str, String)], probe: &str) -> (Server, Du
     }
 }
 
-fn start_baseline(dir: &Path) -> Server {
+/// Starts this bench's own server: `--serve-baseline` (hyper) or
+/// `--serve-poem-floor` (bare poem), answering the bytes in `dir`.
+fn start_baseline(dir: &Path, which: &str) -> Server {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let me = std::env::current_exe().unwrap();
     let child = pinned(SERVER_CPU, &me)
-        .arg("--serve-baseline")
+        .arg(which)
         .arg(addr.to_string())
         .arg(dir)
         .stdout(Stdio::null())
@@ -353,7 +359,8 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         let ct = header(&head, "content-type").unwrap_or("text/plain");
         std::fs::write(dir.join(format!("{name}.type")), ct).unwrap();
     }
-    let baseline = start_baseline(&dir);
+    let baseline = start_baseline(&dir, "--serve-baseline");
+    let floor = start_baseline(&dir, "--serve-poem-floor");
 
     let routes = [
         Route {
@@ -390,6 +397,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
 
     let mut results = BTreeMap::new();
     let mut base_results = BTreeMap::new();
+    let mut floor_results: BTreeMap<&str, Load> = BTreeMap::new();
     for route in &routes {
         let url = format!("http://{}{}", service.addr, route.path);
         if http_get(service.addr, route.path, route.cookie.as_deref()).map(|r| r.0) != Some(200) {
@@ -412,6 +420,14 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             sat = best(sat, load(pid, &url, cookie, secs, None));
             base = best(base, load(bpid, &burl, None, secs, None));
             base_results.insert(route.name, base);
+            // Bare poem answering the same bytes, once per page: what the
+            // framework alone costs on this machine.
+            if !floor_results.contains_key(bpath) {
+                let furl = format!("http://{}{}", floor.addr, bpath);
+                let fpid = floor.child.id();
+                let first = load(fpid, &furl, None, secs, None);
+                floor_results.insert(bpath, best(first, load(fpid, &furl, None, secs, None)));
+            }
         }
         results.insert(route.name, (sat, fixed));
     }
@@ -468,6 +484,21 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             "{:<20} {:>9.0} {:>8} {:>9.2}   (minimal hyper server, same bytes as {name})",
             "  baseline", b.rps, "", b.cpu_us
         );
+    }
+    for route in &routes {
+        let (Some(bpath), Some(base)) = (route.baseline, base_results.get(route.name)) else {
+            continue;
+        };
+        if let Some(f) = floor_results.get(bpath).filter(|_| route.cookie.is_none()) {
+            println!(
+                "{:<20} {:>9.0} {:>8} {:>9.2} {:>8}   (bare poem, one route, no middleware, same bytes as {bpath})",
+                "  poem floor",
+                f.rps,
+                pct(Some(f.rps / base.rps)),
+                f.cpu_us,
+                pct(Some(base.cpu_us / f.cpu_us))
+            );
+        }
     }
     println!(
         "\nThe second 'vs base' is the baseline's CPU time per request over ours: the \
@@ -587,6 +618,12 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         "cold_build": cold_build,
         "failed_budgets": failed,
         "flask": flask_report.clone(),
+        "poem_floor": floor_results.iter().map(|(path, f)| {
+            (path.to_string(), json!({
+                "rps": f.rps, "cpu_us_per_request": f.cpu_us,
+                "p50_ms": f.p50_ms, "p99_ms": f.p99_ms,
+            }))
+        }).collect::<serde_json::Map<_, _>>(),
     });
     if let Some(dir) = json_path.parent() {
         let _ = std::fs::create_dir_all(dir);
@@ -625,6 +662,46 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     } else {
         println!("{} budget(s) failed", failed.len());
         1
+    }
+}
+
+/// Bare poem: the same bytes as the baseline from a `Route` with one
+/// endpoint per page, served by `poem::Server`, with no middleware. Not a
+/// budget: it shows how much of the gap to the hyper baseline is the
+/// framework's own, before any of hello-oauth's work.
+mod poem_floor {
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use poem::endpoint::make_sync;
+    use poem::listener::TcpListener;
+    use poem::{Body, Response, Route, Server, get};
+
+    fn page(dir: &Path, name: &str) -> (Bytes, String) {
+        (
+            Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
+            std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
+        )
+    }
+
+    fn answer(page: (Bytes, String)) -> impl poem::Endpoint<Output = Response> {
+        get(make_sync(move |_| {
+            Response::builder()
+                .content_type(page.1.as_str())
+                .body(Body::from_bytes(page.0.clone()))
+        }))
+    }
+
+    pub fn serve(addr: &str, dir: &Path) {
+        let app = Route::new()
+            .at("/healthz", answer(page(dir, "healthz")))
+            .at("/", answer(page(dir, "home")));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(Server::new(TcpListener::bind(addr)).run(app))
+            .unwrap();
     }
 }
 
