@@ -5,7 +5,7 @@
 use std::time::Duration;
 
 use crate::fake_wiki::{CONSUMER_SECRET, FakeWiki, Misbehaviour, Step, down_address};
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, csrf_of};
 
 /// `GET path` as a script would (asking for JSON): status, headers, body.
 async fn get_api(
@@ -35,13 +35,6 @@ fn access_token_of(wiki: &FakeWiki) -> String {
         .find(|s| s.step == Some(Step::Identify))
         .and_then(|s| s.oauth.get("oauth_token").cloned())
         .expect("an identify request with a token")
-}
-
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).expect("a logout form") + marker.len();
-    let len = html[start..].find('"').unwrap();
-    html[start..start + len].to_owned()
 }
 
 /// Asserts a 401 in the API's error format, with its challenge.
@@ -218,15 +211,7 @@ async fn after_logging_out_me_answers_401_again() {
     let (app, wiki) = TestApp::with_fake_wiki().await;
     app.log_in(&wiki).await;
     assert_eq!(get_api(&app, "/api/v1/me").await.0, 200);
-    let csrf = csrf_of(&app.home().await);
-
-    let out = app
-        .client
-        .post(app.url("/logout"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = app.log_out(&app.home().await).await;
 
     assert_eq!(out.status(), 303);
     let (status, headers, body) = get_api(&app, "/api/v1/me").await;

@@ -89,6 +89,16 @@ impl TestApp {
         self.client.get(&callback).send().await.unwrap()
     }
 
+    /// Presses the logout button of `page` (a page with the logout form).
+    pub async fn log_out(&self, page: &str) -> reqwest::Response {
+        self.client
+            .post(self.url("/logout"))
+            .form(&[("csrf", csrf_of(page))])
+            .send()
+            .await
+            .unwrap()
+    }
+
     /// The home page's HTML.
     pub async fn home(&self) -> String {
         self.get_page("/").await.text().await.unwrap()
@@ -129,6 +139,14 @@ impl TestApp {
                 .expect("the app stops cleanly");
         }
     }
+}
+
+/// The CSRF token of the logout form in `html`.
+pub fn csrf_of(html: &str) -> String {
+    let marker = "name=\"csrf\" value=\"";
+    let start = html.find(marker).expect("a logout form") + marker.len();
+    let len = html[start..].find('"').unwrap();
+    html[start..start + len].to_owned()
 }
 
 /// A client that keeps cookies in `jar` and does not follow redirects.

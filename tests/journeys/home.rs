@@ -257,20 +257,17 @@ async fn the_shared_anonymous_page_never_carries_one_visitors_notice_or_name() {
 
     // A stranger's page, with its own notice, then the shared page again.
     let stranger = crate::helpers::client_with(Default::default());
+    let stranger_home = || async {
+        let resp = stranger.get(app.url("/")).send().await.unwrap();
+        resp.text().await.unwrap()
+    };
     let resp = stranger
         .get(app.url("/oauth-callback?oauth_verifier=x&oauth_token=nope"))
         .send()
         .await
         .unwrap();
     assert_eq!(resp.status(), 303);
-    let noticed = stranger
-        .get(app.url("/"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let noticed = stranger_home().await;
     assert!(noticed.contains(r#"<p class="flash "#), "{noticed}");
     assert_eq!(app.home().await, first);
 
@@ -278,33 +275,10 @@ async fn the_shared_anonymous_page_never_carries_one_visitors_notice_or_name() {
     assert_eq!(app.log_in(&wiki).await.status(), 303);
     let home = app.home().await;
     assert!(home.contains("<h1>Hello Example User!</h1>"), "{home}");
-    assert!(
-        stranger
-            .get(app.url("/"))
-            .send()
-            .await
-            .unwrap()
-            .text()
-            .await
-            .unwrap()
-            == first
-    );
+    assert_eq!(stranger_home().await, first);
 
     // Logged out: the notice once, then the shared page.
-    let csrf = home
-        .split(r#"name="csrf" value=""#)
-        .nth(1)
-        .and_then(|rest| rest.split('"').next())
-        .unwrap()
-        .to_owned();
-    let out = app
-        .client
-        .post(app.url("/logout"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(out.status(), 303);
+    assert_eq!(app.log_out(&home).await.status(), 303);
     let after = app.home().await;
     assert!(after.contains("You have logged out"), "{after}");
     assert_eq!(app.home().await, first);

@@ -8,7 +8,7 @@ use hello_oauth::config::CallbackMode;
 use crate::fake_wiki::{
     CONSUMER_SECRET, FakeWiki, JwtFault, Misbehaviour, Step, WikiUser, down_address,
 };
-use crate::helpers::TestApp;
+use crate::helpers::{TestApp, csrf_of};
 
 /// The flash messages on a page, as text.
 fn flashes(html: &str) -> Vec<String> {
@@ -40,13 +40,6 @@ async fn attempt_login(app: &TestApp, wiki: &FakeWiki) -> String {
             .starts_with('/')
     );
     app.home().await
-}
-
-fn csrf_of(html: &str) -> String {
-    let marker = "name=\"csrf\" value=\"";
-    let start = html.find(marker).expect("a logout form") + marker.len();
-    let len = html[start..].find('"').unwrap();
-    html[start..start + len].to_owned()
 }
 
 fn oauth_token_of(authorize_url: &str) -> String {
@@ -115,14 +108,7 @@ async fn a_user_logs_in_is_greeted_by_name_and_logs_out() {
     );
 
     // Log out with the button.
-    let csrf = csrf_of(&home);
-    let out = app
-        .client
-        .post(app.url("/logout"))
-        .form(&[("csrf", csrf.as_str())])
-        .send()
-        .await
-        .unwrap();
+    let out = app.log_out(&home).await;
     assert_eq!(out.status(), 303);
     assert_eq!(out.headers()["location"], "/");
     let after = app.home().await;
