@@ -2,6 +2,11 @@
 //! `hello_oauth_build_info{git_revision}`: `HELLO_OAUTH_GIT_REVISION` from
 //! the build environment if set, else `git rev-parse`, else `unknown`. A
 //! build without git (a source archive, a builder image without it) works.
+//!
+//! It also hands the linker `link/startup-order.txt`, the functions start-up
+//! runs, so that they are laid out together at the start of `.text` instead
+//! of spread over all of it (docs/performance.md, "Idle RSS");
+//! `scripts/startup-order` regenerates the file.
 
 use std::process::Command;
 
@@ -13,6 +18,47 @@ fn main() {
         .or_else(git_revision)
         .unwrap_or_else(|| "unknown".to_owned());
     println!("cargo:rustc-env=HELLO_OAUTH_GIT_REVISION={revision}");
+    startup_order();
+}
+
+/// Passes the start-up order file to the linker, for the `hello-oauth`
+/// binary only. Only for lld, the linker Rust uses on x86_64 Linux (GNU ld
+/// has no such option): skipped when the build names another linker.
+/// Symbols the file names that the build does not have (it was made from an
+/// older build) are ignored: the order is a layout hint, never a
+/// requirement, and no build fails or behaves differently because of it.
+/// `HELLO_OAUTH_LINK_MAP=<path>` also writes the linker's map file, which
+/// `scripts/startup-order` reads to name the functions start-up ran.
+fn startup_order() {
+    println!("cargo:rerun-if-env-changed=HELLO_OAUTH_LINK_MAP");
+    println!("cargo:rerun-if-env-changed=RUSTFLAGS");
+    println!("cargo:rerun-if-env-changed=CARGO_ENCODED_RUSTFLAGS");
+    let target = std::env::var("TARGET").unwrap_or_default();
+    let flags = std::env::var("CARGO_ENCODED_RUSTFLAGS").unwrap_or_default();
+    let linker_env = format!(
+        "CARGO_TARGET_{}_LINKER",
+        target.to_uppercase().replace(['-', '.'], "_")
+    );
+    println!("cargo:rerun-if-env-changed={linker_env}");
+    let other_linker = flags.contains("linker")
+        || flags.contains("link-self-contained")
+        || std::env::var_os(&linker_env).is_some();
+    if target != "x86_64-unknown-linux-gnu" || other_linker {
+        return;
+    }
+    let Ok(dir) = std::env::var("CARGO_MANIFEST_DIR") else {
+        return;
+    };
+    let file = format!("{dir}/link/startup-order.txt");
+    println!("cargo:rerun-if-changed={file}");
+    if std::path::Path::new(&file).exists() {
+        println!("cargo:rustc-link-arg-bin=hello-oauth=-Wl,--symbol-ordering-file={file}");
+        println!("cargo:rustc-link-arg-bin=hello-oauth=-Wl,--no-warn-symbol-ordering");
+    }
+    if let Some(map) = std::env::var_os("HELLO_OAUTH_LINK_MAP") {
+        let map = map.to_string_lossy();
+        println!("cargo:rustc-link-arg-bin=hello-oauth=-Wl,-Map={map}");
+    }
 }
 
 fn git(args: &[&str]) -> Option<String> {
