@@ -24,7 +24,7 @@ use std::time::Instant;
 use futures_util::FutureExt as _;
 use poem::PathPattern;
 use poem::error::NotFoundError;
-use poem::http::{HeaderValue, header};
+use poem::http::{HeaderName, HeaderValue, header};
 use poem::middleware::PanicHandler as _;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -37,6 +37,8 @@ use crate::telemetry::metrics::{self, UNMATCHED_ROUTE};
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
+/// The same, parsed once: a `&str` name is parsed on every lookup.
+const REQUEST_ID_NAME: HeaderName = HeaderName::from_static(REQUEST_ID_HEADER);
 const MAX_REQUEST_ID_LEN: usize = 64;
 
 /// The id of the current request (incoming `X-Request-Id` if it is short and
@@ -46,11 +48,15 @@ pub struct RequestId(pub Arc<str>);
 
 impl RequestId {
     fn from_request(req: &Request) -> RequestId {
-        let incoming = req.header(REQUEST_ID_HEADER).filter(|id| {
-            !id.is_empty()
-                && id.len() <= MAX_REQUEST_ID_LEN
-                && id.bytes().all(|b| b.is_ascii_graphic())
-        });
+        let incoming = req
+            .headers()
+            .get(REQUEST_ID_NAME)
+            .and_then(|v| v.to_str().ok())
+            .filter(|id| {
+                !id.is_empty()
+                    && id.len() <= MAX_REQUEST_ID_LEN
+                    && id.bytes().all(|b| b.is_ascii_graphic())
+            });
         match incoming {
             Some(id) => RequestId(id.into()),
             None => RequestId(new_request_id()),
@@ -222,7 +228,7 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
 
         security::apply(resp.headers_mut(), https);
         if let Ok(value) = HeaderValue::from_str(&id.0) {
-            resp.headers_mut().insert(REQUEST_ID_HEADER, value);
+            resp.headers_mut().insert(REQUEST_ID_NAME, value);
         }
         let status = resp.status().as_u16();
         let bytes = body_size(&mut resp);
