@@ -64,9 +64,9 @@ fn html_response(body: Body) -> Response {
     *resp.headers_mut() = HeaderMap::with_capacity(16);
     // Values checked at compile time, not on every response.
     const HTML: HeaderValue = HeaderValue::from_static("text/html; charset=utf-8");
-    const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
     resp.headers_mut().insert(header::CONTENT_TYPE, HTML);
-    resp.headers_mut().insert(header::CACHE_CONTROL, NO_STORE);
+    resp.headers_mut()
+        .insert(header::CACHE_CONTROL, super::security::NO_STORE);
     resp
 }
 

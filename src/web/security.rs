@@ -34,7 +34,8 @@ const STATIC_HEADERS: [(HeaderName, HeaderValue); 5] = [
     ),
 ];
 const CSP_VALUE: HeaderValue = HeaderValue::from_static(CONTENT_SECURITY_POLICY);
-const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
+/// `Cache-Control` for anything not meant to be kept (pages, errors).
+pub const NO_STORE: HeaderValue = HeaderValue::from_static("no-store");
 const HSTS: HeaderValue = HeaderValue::from_static("max-age=31536000");
 
 /// Adds the headers to a response about to be sent; `https` when the
