@@ -601,11 +601,11 @@ fn find_cookie(headers: &HeaderMap, name: &str) -> Option<Cookie> {
 /// iterator (9k instructions for our cookie); this copies the runs between
 /// escapes whole. `percent_decode_is_percent_encodings` compares the two.
 fn percent_decode(value: &str) -> Option<String> {
+    let hex = |b: u8| char::from(b).to_digit(16);
     let mut rest = value.as_bytes();
     let mut out = Vec::with_capacity(rest.len());
     while let Some(i) = rest.iter().position(|&b| b == b'%') {
         out.extend_from_slice(&rest[..i]);
-        let hex = |b: u8| char::from(b).to_digit(16);
         let escaped = match rest.get(i + 1..i + 3) {
             Some(&[hi, lo]) => hex(hi).zip(hex(lo)),
             _ => None,

@@ -672,23 +672,17 @@ fn run(secs: u64, json_path: &Path) -> i32 {
 mod poem_floor {
     use std::path::Path;
 
-    use bytes::Bytes;
     use poem::endpoint::make_sync;
     use poem::listener::TcpListener;
     use poem::{Body, Response, Route, Server, get};
 
-    fn page(dir: &Path, name: &str) -> (Bytes, String) {
-        (
-            Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
-            std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
-        )
-    }
+    use super::baseline::{Page, page};
 
-    fn answer(page: (Bytes, String)) -> impl poem::Endpoint<Output = Response> {
+    fn answer(page: Page) -> impl poem::Endpoint<Output = Response> {
         get(make_sync(move |_| {
             Response::builder()
-                .content_type(page.1.as_str())
-                .body(Body::from_bytes(page.0.clone()))
+                .content_type(page.content_type.as_str())
+                .body(Body::from_bytes(page.body.clone()))
         }))
     }
 
@@ -718,12 +712,14 @@ mod baseline {
     use hyper::{Request, Response};
     use hyper_util::rt::TokioIo;
 
-    struct Page {
-        body: Bytes,
-        content_type: String,
+    /// One page's captured bytes (`<name>.body`) and content type
+    /// (`<name>.type`); the bare-poem reference serves the same.
+    pub(super) struct Page {
+        pub(super) body: Bytes,
+        pub(super) content_type: String,
     }
 
-    fn page(dir: &Path, name: &str) -> Page {
+    pub(super) fn page(dir: &Path, name: &str) -> Page {
         Page {
             body: Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
             content_type: std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
