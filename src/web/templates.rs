@@ -3,11 +3,18 @@
 //! escaping on.
 //!
 //! Each page template is the page's own content; `layout.hbs` wraps it
-//! (head, header, notices, footer) and takes it as `{{{content}}}`, the one
-//! field name a page's context must not use. A `{{#> layout}}` partial block
-//! would do the same, but handlebars-rust copies the whole context into the
-//! partial's scope and renders the block to a string of its own on every
-//! render: 11k instructions, a tenth of a logged-in home page.
+//! (head, header, notices, footer) and takes it as `{{{content}}}`. A
+//! `{{#> layout}}` partial block would do the same, but handlebars-rust
+//! copies the whole context into the partial's scope and renders the block
+//! to a string of its own on every render: 11k instructions, a tenth of a
+//! logged-in home page.
+//!
+//! The layout sees four fields only: the page's `title`, `tool_name` and
+//! `flashes`, and `content`. So without notices, what it puts around a page
+//! depends on the title and the tool name alone: that frame is rendered once
+//! per page template ([`Frame`]) and a page is then its frame's head, its
+//! content and its frame's tail, byte for byte what rendering the layout
+//! would give.
 
 use std::sync::OnceLock;
 
@@ -33,7 +40,26 @@ pub struct Templates {
     registry: Handlebars<'static>,
     /// The home page as every anonymous visitor without a notice sees it.
     anonymous_home: OnceLock<Bytes>,
+    /// Per page template (in [`TEMPLATES`] order, the layout's slot unused):
+    /// the layout around it without notices, made on first use; `None` if
+    /// the layout does not take its content exactly once, unescaped.
+    frames: Vec<OnceLock<Option<Frame>>>,
 }
+
+/// What the layout renders around a page without notices, for one title and
+/// tool name: the page is `head + content + tail`.
+#[derive(Debug)]
+struct Frame {
+    title: String,
+    tool_name: String,
+    head: String,
+    tail: String,
+}
+
+/// Stands in for the content when a frame is made. The `<` makes an
+/// escaped `{{content}}` miss it, so a layout that escapes its content gets
+/// no frame (and is rendered whole each time) instead of a wrong one.
+const CONTENT_MARK: &str = "\u{fdd0}<hello-oauth content>\u{fdd1}";
 
 impl Templates {
     /// Compiles every template; fails if one does not parse.
@@ -51,11 +77,13 @@ impl Templates {
         Ok(Self {
             registry,
             anonymous_home: OnceLock::new(),
+            frames: TEMPLATES.iter().map(|_| OnceLock::new()).collect(),
         })
     }
 
-    /// Renders a page: the template `name`, then the layout around it, both
-    /// from the one `context` (which must serialise to an object).
+    /// Renders a page: the template `name` from `context` (which must
+    /// serialise to an object), then the layout around it from the page's
+    /// `title`, `tool_name` and `flashes`.
     pub fn render(
         &self,
         name: &str,
@@ -69,8 +97,84 @@ impl Templates {
             ))
             .into());
         };
-        fields.insert("content".to_owned(), serde_json::Value::String(content));
-        self.registry.render_with_context("layout", &context)
+        let field = |key: &str| match fields.get(key) {
+            Some(serde_json::Value::String(s)) => s.as_str(),
+            _ => "",
+        };
+        // Anything but an empty list (none, null: errors in strict mode) is
+        // left to the layout itself.
+        let no_flashes = matches!(fields.get("flashes"),
+            Some(serde_json::Value::Array(flashes)) if flashes.is_empty());
+        if no_flashes && let Some(frame) = self.frame(name, field("title"), field("tool_name"))? {
+            let mut page =
+                String::with_capacity(frame.head.len() + content.len() + frame.tail.len());
+            page.push_str(&frame.head);
+            page.push_str(&content);
+            page.push_str(&frame.tail);
+            return Ok(page);
+        }
+        let mut layout = serde_json::Map::with_capacity(4);
+        for key in ["title", "tool_name", "flashes"] {
+            if let Some(value) = fields.remove(key) {
+                layout.insert(key.to_owned(), value);
+            }
+        }
+        layout.insert("content".to_owned(), serde_json::Value::String(content));
+        self.registry
+            .render_with_context("layout", &Context::from(serde_json::Value::Object(layout)))
+    }
+
+    /// The frame of page template `name` for this title and tool name, if
+    /// it has one: made on the template's first page without notices, then
+    /// reused while the title and tool name are the same (every page but
+    /// the error page, whose title is its status, has a fixed title).
+    fn frame(
+        &self,
+        name: &str,
+        title: &str,
+        tool_name: &str,
+    ) -> Result<Option<&Frame>, handlebars::RenderError> {
+        let Some(slot) = TEMPLATES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .and_then(|i| self.frames.get(i))
+        else {
+            return Ok(None);
+        };
+        let frame = match slot.get() {
+            Some(frame) => frame.as_ref(),
+            None => {
+                let made = self.make_frame(title, tool_name)?;
+                slot.get_or_init(|| made).as_ref()
+            }
+        };
+        Ok(frame.filter(|f| f.title == title && f.tool_name == tool_name))
+    }
+
+    /// Renders the layout around [`CONTENT_MARK`] and cuts it there.
+    fn make_frame(
+        &self,
+        title: &str,
+        tool_name: &str,
+    ) -> Result<Option<Frame>, handlebars::RenderError> {
+        let marked = self.registry.render(
+            "layout",
+            &serde_json::json!({
+                "title": title,
+                "tool_name": tool_name,
+                "flashes": [],
+                "content": CONTENT_MARK,
+            }),
+        )?;
+        if marked.matches(CONTENT_MARK).count() != 1 {
+            return Ok(None);
+        }
+        Ok(marked.split_once(CONTENT_MARK).map(|(head, tail)| Frame {
+            title: title.to_owned(),
+            tool_name: tool_name.to_owned(),
+            head: head.to_owned(),
+            tail: tail.to_owned(),
+        }))
     }
 
     /// The anonymous home page without notices, rendered on first use and
@@ -164,6 +268,91 @@ mod tests {
         assert!(page.contains("<title>Not &lt;found&gt; · hello-oauth</title>"));
         // The content is the page's HTML, not escaped a second time.
         assert!(!page.contains("&lt;section"), "{page}");
+    }
+
+    /// The page as the layout renders it around the page's content, done
+    /// here without frames: what `render` must give, byte for byte.
+    fn whole(templates: &Templates, name: &str, context: &serde_json::Value) -> String {
+        let content = templates.registry.render(name, context).unwrap();
+        templates
+            .registry
+            .render(
+                "layout",
+                &serde_json::json!({
+                    "title": context["title"],
+                    "tool_name": context["tool_name"],
+                    "flashes": context.get("flashes").cloned().unwrap_or_default(),
+                    "content": content,
+                }),
+            )
+            .unwrap()
+    }
+
+    #[test]
+    fn a_framed_page_is_the_layout_rendered_around_it() {
+        let templates = Templates::new().unwrap();
+        let home = |title: &str, tool: &str, name: &str, flashes: serde_json::Value| {
+            serde_json::json!({
+                "title": title,
+                "tool_name": tool,
+                "greeting": "Hi",
+                "login_available": true,
+                "flashes": flashes,
+                "user": {"username": name, "editcount": "1,234", "groups": "", "blocked": false},
+                "csrf": "t0k3n",
+            })
+        };
+        let cases = [
+            home("Home", "tool <&> \"x\"", "Alice", serde_json::json!([])),
+            // Same template and frame, another user.
+            home("Home", "tool <&> \"x\"", "Bob <b>", serde_json::json!([])),
+            // A notice: the layout is rendered whole.
+            home(
+                "Home",
+                "tool <&> \"x\"",
+                "Alice",
+                serde_json::json!([{"level": "error", "text": "<no>"}]),
+            ),
+            // Another title or tool name than the frame's: rendered whole.
+            home(
+                "Elsewhere",
+                "tool <&> \"x\"",
+                "Alice",
+                serde_json::json!([]),
+            ),
+            home("Home", "other", "Alice", serde_json::json!([])),
+        ];
+        for context in &cases {
+            let expected = whole(&templates, "index", context);
+            assert_eq!(
+                templates.render("index", context).unwrap(),
+                expected,
+                "{context}"
+            );
+        }
+        assert!(templates.frames[1].get().is_some_and(Option::is_some));
+        // Strict mode still applies to the layout's fields.
+        let no_list = home("Home", "tool <&> \"x\"", "Carol", serde_json::Value::Null);
+        assert!(templates.render("index", &no_list).is_err());
+        // The page itself is still rendered per request.
+        let page = templates.render("index", &cases[1]).unwrap();
+        assert!(page.contains("Hello Bob &lt;b&gt;!"), "{page}");
+    }
+
+    #[test]
+    fn a_layout_that_escapes_its_content_gets_no_frame() {
+        let mut templates = Templates::new().unwrap();
+        templates
+            .registry
+            .register_template_string("layout", "<main>{{content}}</main>")
+            .unwrap();
+        let context = serde_json::json!({
+            "title": "Not found", "tool_name": "t", "message": "m", "request_id": null, "flashes": [],
+        });
+        let page = templates.render("error", &context).unwrap();
+        assert_eq!(page, whole(&templates, "error", &context));
+        assert!(page.starts_with("<main>&lt;section"), "{page}");
+        assert!(templates.frames[2].get().is_some_and(Option::is_none));
     }
 
     #[test]
