@@ -13,8 +13,8 @@ use hello_oauth::{App, telemetry};
 /// `malloc_consolidate`) for a quarter of its instructions. jemalloc's
 /// thread cache takes them all: 19 % fewer instructions on that page, about
 /// 10 % on the others, for about half a MiB more idle memory
-/// (docs/performance.md, "Hot-path choices"). mimalloc was tried first and cost
-/// 5 to 19 MiB more. The library's tests keep the system allocator.
+/// (docs/performance.md, "Hot-path choices"). mimalloc was tried first and
+/// cost 5 to 19 MiB more. The library's tests keep the system allocator.
 #[cfg(not(target_env = "msvc"))]
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;

@@ -1,7 +1,8 @@
 //! The session: a typed state kept in one encrypted, authenticated cookie
 //! (AES-256-GCM, key derived from `TOOL_SESSION_KEY` as poem's private
-//! cookie jar derives it; [`Sealer`] has the format). Nothing is kept in process memory between requests,
-//! so any replica holding the same key can serve any request.
+//! cookie jar derives it; [`Sealer`] has the format). Nothing is kept in
+//! process memory between requests, so any replica holding the same key can
+//! serve any request.
 //!
 //! A cookie that fails to decrypt or parse (tampered, foreign, from an older
 //! key) is treated as no session and replaced; it is never an error page.

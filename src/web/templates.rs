@@ -98,14 +98,17 @@ impl Templates {
             .into());
         };
         let field = |key: &str| match fields.get(key) {
-            Some(serde_json::Value::String(s)) => s.as_str(),
-            _ => "",
+            Some(serde_json::Value::String(s)) => Some(s.as_str()),
+            _ => None,
         };
-        // Anything but an empty list (none, null: errors in strict mode) is
-        // left to the layout itself.
+        // Anything but two strings and an empty list (a missing field is an
+        // error in strict mode) is left to the layout itself.
         let no_flashes = matches!(fields.get("flashes"),
             Some(serde_json::Value::Array(flashes)) if flashes.is_empty());
-        if no_flashes && let Some(frame) = self.frame(name, field("title"), field("tool_name"))? {
+        if no_flashes
+            && let (Some(title), Some(tool_name)) = (field("title"), field("tool_name"))
+            && let Some(frame) = self.frame(name, title, tool_name)?
+        {
             let mut page =
                 String::with_capacity(frame.head.len() + content.len() + frame.tail.len());
             page.push_str(&frame.head);
@@ -334,6 +337,15 @@ mod tests {
         // Strict mode still applies to the layout's fields.
         let no_list = home("Home", "tool <&> \"x\"", "Carol", serde_json::Value::Null);
         assert!(templates.render("index", &no_list).is_err());
+        // Also on a template's first page, which makes its frame.
+        let mut no_title = home("Home", "tool", "Carol", serde_json::json!([]));
+        no_title.as_object_mut().unwrap().remove("title");
+        assert!(
+            Templates::new()
+                .unwrap()
+                .render("index", &no_title)
+                .is_err()
+        );
         // The page itself is still rendered per request.
         let page = templates.render("index", &cases[1]).unwrap();
         assert!(page.contains("Hello Bob &lt;b&gt;!"), "{page}");
