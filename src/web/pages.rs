@@ -71,7 +71,7 @@ fn html_response(body: Body) -> Response {
 }
 
 /// `GET /`: the greeting (by name when logged in), any pending notices, and
-/// a login link or the logout button.
+/// a login link (`index.hbs`) or the logout button (`home.hbs`).
 #[handler]
 pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Response> {
     let flashes = session.take_flashes();
@@ -86,7 +86,13 @@ pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Respo
                 .map_err(|e| render_error("index", &e))?;
             Ok(html_response(Body::from_bytes(body)))
         }
-        logged_in => render_page(&state, "index", &home_page(&state, flashes, logged_in)),
+        None => render_page(&state, "index", &home_page(&state, flashes, None)),
+        // Its own template (`home.hbs`) rather than a branch of the
+        // anonymous one: an `{{#if user}}` around the whole page was a block
+        // helper, its parameters and a block context on every render.
+        Some(logged_in) => {
+            render_page(&state, "home", &home_page(&state, flashes, Some(logged_in)))
+        }
     })
 }
 

@@ -26,6 +26,7 @@ use serde::Serialize;
 const TEMPLATES: &[(&str, &str)] = &[
     ("layout", include_str!("../../templates/layout.hbs")),
     ("index", include_str!("../../templates/index.hbs")),
+    ("home", include_str!("../../templates/home.hbs")),
     ("error", include_str!("../../templates/error.hbs")),
     ("logout", include_str!("../../templates/logout.hbs")),
     ("profile", include_str!("../../templates/profile.hbs")),
@@ -127,6 +128,14 @@ impl Templates {
             .render_with_context("layout", &Context::from(serde_json::Value::Object(layout)))
     }
 
+    /// Where the frame of page template `name` is kept.
+    fn frame_slot(&self, name: &str) -> Option<&OnceLock<Option<Frame>>> {
+        TEMPLATES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .and_then(|i| self.frames.get(i))
+    }
+
     /// The frame of page template `name` for this title and tool name, if
     /// it has one: made on the template's first page without notices, then
     /// reused while the title and tool name are the same (every page but
@@ -137,11 +146,7 @@ impl Templates {
         title: &str,
         tool_name: &str,
     ) -> Result<Option<&Frame>, handlebars::RenderError> {
-        let Some(slot) = TEMPLATES
-            .iter()
-            .position(|(n, _)| *n == name)
-            .and_then(|i| self.frames.get(i))
-        else {
+        let Some(slot) = self.frame_slot(name) else {
             return Ok(None);
         };
         let frame = match slot.get() {
@@ -326,28 +331,29 @@ mod tests {
             home("Home", "other", "Alice", serde_json::json!([])),
         ];
         for context in &cases {
-            let expected = whole(&templates, "index", context);
+            let expected = whole(&templates, "home", context);
             assert_eq!(
-                templates.render("index", context).unwrap(),
+                templates.render("home", context).unwrap(),
                 expected,
                 "{context}"
             );
         }
-        assert!(templates.frames[1].get().is_some_and(Option::is_some));
+        assert!(
+            templates
+                .frame_slot("home")
+                .unwrap()
+                .get()
+                .is_some_and(Option::is_some)
+        );
         // Strict mode still applies to the layout's fields.
         let no_list = home("Home", "tool <&> \"x\"", "Carol", serde_json::Value::Null);
-        assert!(templates.render("index", &no_list).is_err());
+        assert!(templates.render("home", &no_list).is_err());
         // Also on a template's first page, which makes its frame.
         let mut no_title = home("Home", "tool", "Carol", serde_json::json!([]));
         no_title.as_object_mut().unwrap().remove("title");
-        assert!(
-            Templates::new()
-                .unwrap()
-                .render("index", &no_title)
-                .is_err()
-        );
+        assert!(Templates::new().unwrap().render("home", &no_title).is_err());
         // The page itself is still rendered per request.
-        let page = templates.render("index", &cases[1]).unwrap();
+        let page = templates.render("home", &cases[1]).unwrap();
         assert!(page.contains("Hello Bob &lt;b&gt;!"), "{page}");
     }
 
@@ -364,7 +370,13 @@ mod tests {
         let page = templates.render("error", &context).unwrap();
         assert_eq!(page, whole(&templates, "error", &context));
         assert!(page.starts_with("<main>&lt;section"), "{page}");
-        assert!(templates.frames[2].get().is_some_and(Option::is_none));
+        assert!(
+            templates
+                .frame_slot("error")
+                .unwrap()
+                .get()
+                .is_some_and(Option::is_none)
+        );
     }
 
     #[test]
