@@ -51,14 +51,49 @@ fn startup_order() {
     };
     let file = format!("{dir}/link/startup-order.txt");
     println!("cargo:rerun-if-changed={file}");
-    if std::path::Path::new(&file).exists() {
+    if let Ok(order) = std::fs::read_to_string(&file) {
         println!("cargo:rustc-link-arg-bin=hello-oauth=-Wl,--symbol-ordering-file={file}");
         println!("cargo:rustc-link-arg-bin=hello-oauth=-Wl,--no-warn-symbol-ordering");
+        let made_for = order
+            .lines()
+            .next()
+            .and_then(|line| line.strip_prefix(ORDER_KEY_PREFIX));
+        let key = format!("{:016x}", build_key(&dir));
+        if made_for != Some(key.as_str()) {
+            println!(
+                "cargo:warning=link/startup-order.txt was made for other dependencies, \
+                 manifest or toolchain, so most of its names no longer match: the binary \
+                 works, but idle memory grows by about 2 MiB until `scripts/startup-order` \
+                 is rerun (docs/performance.md, \"Idle RSS\")"
+            );
+        }
     }
     if let Some(map) = std::env::var_os("HELLO_OAUTH_LINK_MAP") {
         let map = map.to_string_lossy();
         println!("cargo:rustc-link-arg-bin=hello-oauth=-Wl,-Map={map}");
     }
+}
+
+/// How `scripts/startup-order` starts the file's first line; the rest is
+/// [`build_key`] when it was made.
+const ORDER_KEY_PREFIX: &str = "# made for build inputs ";
+
+/// FNV-1a over what symbol names depend on besides the code: the exact
+/// dependencies, the manifest and the toolchain. `scripts/startup-order`
+/// computes the same hash (`build_key` there).
+fn build_key(dir: &str) -> u64 {
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    for name in ["Cargo.lock", "Cargo.toml", "rust-toolchain.toml"] {
+        let path = format!("{dir}/{name}");
+        let data = std::fs::read(&path).unwrap_or_default();
+        if !data.is_empty() {
+            println!("cargo:rerun-if-changed={path}");
+        }
+        for byte in data.iter().chain(std::iter::once(&0)) {
+            hash = (hash ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+    hash
 }
 
 fn git(args: &[&str]) -> Option<String> {
