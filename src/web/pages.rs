@@ -11,6 +11,7 @@ use serde::Serialize;
 use super::AppState;
 use super::auth::group_digits;
 use super::session::{Flash, LoggedIn, Session};
+use super::templates::{Field, Fields};
 
 /// The logged-in user, as the home page shows them.
 #[derive(Debug, Serialize)]
@@ -34,6 +35,35 @@ struct HomePage<'a> {
     flashes: Vec<Flash>,
     user: Option<UserView<'a>>,
     csrf: Option<&'a str>,
+}
+
+/// The home page's context read in place (see [`Fields`]): what its
+/// `Serialize` gives at each path the page and the layout read.
+impl Fields for HomePage<'_> {
+    fn field<S: AsRef<str>>(&self, path: &[S]) -> Option<Field<'_>> {
+        match path {
+            [name] => match name.as_ref() {
+                "title" => Some(Field::Str(self.title)),
+                "tool_name" => Some(Field::Str(self.tool_name)),
+                "greeting" => Some(Field::Str(self.greeting)),
+                "login_available" => Some(Field::Bool(self.login_available)),
+                "flashes" => self.flashes.is_empty().then_some(Field::EmptyList),
+                "csrf" => self.csrf.map(Field::Str),
+                _ => None,
+            },
+            [object, name] if object.as_ref() == "user" => {
+                let user = self.user.as_ref()?;
+                match name.as_ref() {
+                    "username" => Some(Field::Str(user.username)),
+                    "editcount" => Some(Field::Str(&user.editcount)),
+                    "groups" => Some(Field::Str(&user.groups)),
+                    "blocked" => Some(Field::Bool(user.blocked)),
+                    _ => None,
+                }
+            }
+            _ => None,
+        }
+    }
 }
 
 /// Renders a page, mapping a template failure to an opaque 500.
@@ -91,7 +121,12 @@ pub fn home(state: Data<&Arc<AppState>>, session: Session) -> poem::Result<Respo
         // anonymous one: an `{{#if user}}` around the whole page was a block
         // helper, its parameters and a block context on every render.
         Some(logged_in) => {
-            render_page(&state, "home", &home_page(&state, flashes, Some(logged_in)))
+            let page = home_page(&state, flashes, Some(logged_in));
+            let body = state
+                .templates
+                .render_fields("home", &page)
+                .map_err(|e| render_error("home", &e))?;
+            Ok(html_response(body.into()))
         }
     })
 }
@@ -130,4 +165,115 @@ pub fn stylesheet() -> Response {
         .content_type("text/css; charset=utf-8")
         .header(header::CACHE_CONTROL, "public, max-age=3600")
         .body(super::templates::STYLESHEET)
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use crate::web::templates::Templates;
+
+    fn pages<'a>(flashes: &[Vec<Flash>]) -> Vec<HomePage<'a>> {
+        let mut pages = Vec::new();
+        for flashes in flashes {
+            for (username, groups, blocked) in [
+                ("Alice", "autoconfirmed, user", false),
+                ("Bob <b> & \"c\"", "", true),
+                ("é ✓ 🦀", "sysop", true),
+                ("", "", false),
+            ] {
+                pages.push(HomePage {
+                    title: "Home",
+                    tool_name: "hello-oauth",
+                    greeting: "Hi",
+                    login_available: true,
+                    flashes: flashes.clone(),
+                    user: Some(UserView {
+                        username,
+                        editcount: "1,234".into(),
+                        groups: groups.into(),
+                        blocked,
+                    }),
+                    csrf: Some("t0k3n&"),
+                });
+            }
+        }
+        pages
+    }
+
+    /// Every path the home page or the layout can read gives, in place,
+    /// what the page's JSON value holds there.
+    #[test]
+    fn the_home_page_read_in_place_is_its_json() {
+        let notice = vec![Flash {
+            level: super::super::session::FlashLevel::Info,
+            text: "hi".into(),
+        }];
+        let mut all = pages(&[Vec::new(), notice]);
+        all.push(HomePage {
+            user: None,
+            csrf: None,
+            ..pages(&[Vec::new()]).remove(0)
+        });
+        let paths: &[&[&str]] = &[
+            &["title"],
+            &["tool_name"],
+            &["greeting"],
+            &["login_available"],
+            &["flashes"],
+            &["csrf"],
+            &["user", "username"],
+            &["user", "editcount"],
+            &["user", "groups"],
+            &["user", "blocked"],
+            &["user", "nothing"],
+            &["nothing"],
+            &["user", "username", "deeper"],
+        ];
+        for page in &all {
+            let json = serde_json::to_value(page).unwrap();
+            for path in paths {
+                let in_json = path
+                    .iter()
+                    .try_fold(&json, |value, key| value.as_object()?.get(*key));
+                match page.field(path) {
+                    Some(field) => assert_eq!(Some(&field.to_value()), in_json, "{path:?}"),
+                    // Absent, or a kind `Field` does not have (a list of
+                    // notices, a null user).
+                    None => assert!(
+                        in_json.is_none_or(
+                            |v| v.is_null() || v.as_array().is_some_and(|a| !a.is_empty())
+                        ),
+                        "{path:?}: {in_json:?}"
+                    ),
+                }
+            }
+        }
+    }
+
+    /// Pages put together in place are the pages the templates render,
+    /// byte for byte, for each shape, before and after the shape is cut.
+    #[test]
+    fn the_home_page_in_place_is_the_rendered_page() {
+        let templates = Templates::new().unwrap();
+        let notice = vec![Flash {
+            level: super::super::session::FlashLevel::Error,
+            text: "<no>".into(),
+        }];
+        for page in pages(&[Vec::new(), notice]) {
+            let expected = templates.render_whole("home", &page);
+            assert!(expected.contains("Hello "), "{expected}");
+            for _ in 0..2 {
+                assert_eq!(templates.render_fields("home", &page).unwrap(), expected);
+            }
+            // Once the shape is cut, a page without notices is put together
+            // in place (a page with one never is).
+            let in_place = templates.in_place("home", &page);
+            if page.flashes.is_empty() && !page.user.as_ref().unwrap().groups.is_empty() {
+                assert_eq!(in_place.as_deref(), Some(&*expected));
+            } else if !page.flashes.is_empty() {
+                assert_eq!(in_place, None);
+            }
+        }
+    }
 }

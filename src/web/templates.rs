@@ -15,6 +15,14 @@
 //! per page template ([`Frame`]) and a page is then its frame's head, its
 //! content and its frame's tail, byte for byte what rendering the layout
 //! would give.
+//!
+//! The page inside the frame is made from pieces where its template allows
+//! ([`pieces`]): the template rendered once per shape and cut at its
+//! holes, each request's values escaped into them.
+
+mod pieces;
+
+pub use pieces::{Field, Fields};
 
 use std::sync::OnceLock;
 
@@ -45,6 +53,8 @@ pub struct Templates {
     /// the layout around it without notices, made on first use; `None` if
     /// the layout does not take its content exactly once, unescaped.
     frames: Vec<OnceLock<Option<Frame>>>,
+    /// Per page template (same order): its pieces, if its syntax allows.
+    pieces: Vec<Option<pieces::Pieces>>,
 }
 
 /// What the layout renders around a page without notices, for one title and
@@ -75,10 +85,18 @@ impl Templates {
         for (name, source) in TEMPLATES {
             registry.register_template_string(name, *source)?;
         }
+        let pieces = TEMPLATES
+            .iter()
+            .map(|(name, _)| {
+                let template = registry.get_template(name)?;
+                (*name != "layout").then(|| pieces::Pieces::analyse(template))?
+            })
+            .collect();
         Ok(Self {
             registry,
             anonymous_home: OnceLock::new(),
             frames: TEMPLATES.iter().map(|_| OnceLock::new()).collect(),
+            pieces,
         })
     }
 
@@ -91,7 +109,14 @@ impl Templates {
         context: &impl Serialize,
     ) -> Result<String, handlebars::RenderError> {
         let mut context = Context::wraps(context)?;
-        let content = self.registry.render_with_context(name, &context)?;
+        let from_pieces = match self.pieces_of(name) {
+            Some(pieces) => pieces.render(&self.registry, name, context.data())?,
+            None => None,
+        };
+        let content = match from_pieces {
+            Some(content) => content,
+            None => self.registry.render_with_context(name, &context)?,
+        };
         let Some(fields) = context.data_mut().as_object_mut() else {
             return Err(RenderErrorReason::Other(format!(
                 "the context of {name} is not an object"
@@ -126,6 +151,68 @@ impl Templates {
         layout.insert("content".to_owned(), serde_json::Value::String(content));
         self.registry
             .render_with_context("layout", &Context::from(serde_json::Value::Object(layout)))
+    }
+
+    /// [`Templates::render`] for a context that can be read in place
+    /// ([`Fields`]): a page without notices whose frame and shape are made
+    /// is put together without building the context's JSON value, straight
+    /// into the page's buffer. Any other page goes through `render`.
+    pub fn render_fields<C: Serialize + Fields>(
+        &self,
+        name: &str,
+        context: &C,
+    ) -> Result<String, handlebars::RenderError> {
+        match self.in_place(name, context) {
+            Some(page) => Ok(page),
+            None => self.render(name, context),
+        }
+    }
+
+    /// The page put together in place, if it can be (see `render_fields`).
+    pub(crate) fn in_place(&self, name: &str, context: &impl Fields) -> Option<String> {
+        let pieces = self.pieces_of(name)?;
+        if context.field(&["flashes"]) != Some(Field::EmptyList) {
+            return None;
+        }
+        let (Some(Field::Str(title)), Some(Field::Str(tool_name))) =
+            (context.field(&["title"]), context.field(&["tool_name"]))
+        else {
+            return None;
+        };
+        let frame = self
+            .frame_slot(name)?
+            .get()?
+            .as_ref()
+            .filter(|f| f.title == title && f.tool_name == tool_name)?;
+        let mut page = String::with_capacity(frame.head.len() + 1024 + frame.tail.len());
+        page.push_str(&frame.head);
+        pieces.render_fields(context, &mut page)?;
+        page.push_str(&frame.tail);
+        Some(page)
+    }
+
+    /// The page as handlebars renders it whole: the template, then the
+    /// layout around it, without frames or pieces. What every other way of
+    /// rendering must give, byte for byte.
+    #[cfg(test)]
+    pub fn render_whole(&self, name: &str, context: &impl Serialize) -> String {
+        let context = serde_json::to_value(context).unwrap_or_default();
+        let content = self.registry.render(name, &context).unwrap_or_default();
+        let layout = serde_json::json!({
+            "title": context["title"],
+            "tool_name": context["tool_name"],
+            "flashes": context.get("flashes").cloned().unwrap_or_default(),
+            "content": content,
+        });
+        self.registry.render("layout", &layout).unwrap_or_default()
+    }
+
+    /// The pieces of page template `name`, if it has them.
+    fn pieces_of(&self, name: &str) -> Option<&pieces::Pieces> {
+        TEMPLATES
+            .iter()
+            .position(|(n, _)| *n == name)
+            .and_then(|i| self.pieces.get(i)?.as_ref())
     }
 
     /// Where the frame of page template `name` is kept.
