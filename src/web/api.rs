@@ -15,9 +15,13 @@
 use std::sync::{Arc, OnceLock};
 
 use poem::endpoint::BoxEndpoint;
+use poem::error::MethodNotAllowedError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Result, Route};
-use poem_openapi::registry::MetaApi;
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, PathPattern, Request, Response, Result,
+    Route,
+};
+use poem_openapi::registry::{MetaApi, MetaParamIn};
 use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
 
 use super::account::AuthApi;
@@ -167,7 +171,7 @@ impl Endpoint for LazyExplorer {
 
 /// Adds the document and the explorer to `routes`, and puts the API's
 /// operations beside them: see [`Dispatch`].
-pub fn mount(routes: Route) -> Dispatch<Route, impl Endpoint + 'static> {
+pub fn mount(routes: Route) -> Dispatch<Route, ApiEndpoint> {
     let service = service();
     let mut prefixes: Vec<String> = Vec::new();
     for path in Api::meta().iter().flat_map(|api| api.paths.iter()) {
@@ -224,25 +228,189 @@ impl<R: Endpoint, A: Endpoint> Endpoint for Dispatch<R, A> {
 }
 
 /// The service as an endpoint, answering a wrong method on a known path
-/// with 405 and the `Allow` header that lists the right ones (RFC 9110).
-pub fn endpoint(service: OpenApiService<Api, ()>) -> impl Endpoint + 'static {
+/// with 405 and the `Allow` header that lists the right ones (RFC 9110):
+/// the operations of plain paths from a table by exact path
+/// ([`Operations`]), everything else through poem-openapi's own endpoint.
+pub fn endpoint(service: OpenApiService<Api, ()>) -> ApiEndpoint {
+    ApiEndpoint {
+        table: Operations::new(&Api::meta(), api()),
+        service: service_endpoint(service),
+    }
+}
+
+/// poem-openapi's endpoint for the service, with the `Allow` header on 405.
+fn service_endpoint(service: OpenApiService<Api, ()>) -> BoxEndpoint<'static> {
     let allowed = Arc::new(AllowedMethods::new(&Api::meta()));
-    service.into_endpoint().around(move |ep, req: Request| {
-        let allowed = allowed.clone();
-        async move {
-            // A clone of the URI shares its bytes: no allocation per request.
-            let uri = req.uri().clone();
-            match ep.call(req).await {
-                Err(mut err) if err.status() == StatusCode::METHOD_NOT_ALLOWED => {
-                    if let Some(value) = allowed.for_path(uri.path()) {
-                        err.set_data(AllowHeader(value.clone()));
+    service
+        .into_endpoint()
+        .around(move |ep, req: Request| {
+            let allowed = allowed.clone();
+            async move {
+                // A clone of the URI shares its bytes: no allocation per request.
+                let uri = req.uri().clone();
+                match ep.call(req).await {
+                    Err(mut err) if err.status() == StatusCode::METHOD_NOT_ALLOWED => {
+                        if let Some(value) = allowed.for_path(uri.path()) {
+                            err.set_data(AllowHeader(value.clone()));
+                        }
+                        Err(err)
                     }
-                    Err(err)
+                    other => other,
                 }
-                other => other,
+            }
+        })
+        .boxed()
+}
+
+/// The API as [`Dispatch`] calls it: a path in the table is answered from
+/// it, any other (a path with parameters or a secured operation, or no
+/// operation's path at all) by poem-openapi's endpoint.
+pub struct ApiEndpoint {
+    table: Operations,
+    service: BoxEndpoint<'static>,
+}
+
+impl std::fmt::Debug for ApiEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ApiEndpoint")
+            .field("table", &self.table)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Endpoint for ApiEndpoint {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        match self.table.find(req.uri().path()) {
+            Some(path) => path.call(req).await,
+            None => self.service.call(req).await,
+        }
+    }
+}
+
+/// The operations of the API's plain paths as poem-openapi makes them
+/// (`OpenApi::add_routes`: each its parameter extraction, handler and
+/// response, as a boxed endpoint), found by exact path and method.
+///
+/// `OpenApiService::into_endpoint` puts a query-string parse, poem's
+/// router, a method router and two more boxed levels in front of each of
+/// them; on `/healthz`, the route monitoring polls most, that was about 4k
+/// instructions of 40k (docs/performance.md). A path is *plain* when it
+/// has no path parameter (a router would have nothing to match but the
+/// path itself) and none of its operations has a query or cookie
+/// parameter or a security scheme (the code poem-openapi generates for
+/// those reads the parsed query, which only its own endpoint inserts).
+/// What poem's routers answer, the table answers too: 405 with `Allow`
+/// for a wrong method, HEAD through GET without its body, and the route
+/// template as the response's `PathPattern` (the `http.route` label).
+/// `the_table_answers_as_poem_openapi_does` compares the two on every
+/// method of every path.
+pub struct Operations {
+    paths: Vec<OperationsPath>,
+}
+
+impl std::fmt::Debug for Operations {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list()
+            .entries(self.paths.iter().map(|p| &p.path))
+            .finish()
+    }
+}
+
+struct OperationsPath {
+    path: String,
+    pattern: PathPattern,
+    allow: HeaderValue,
+    methods: Vec<(Method, BoxEndpoint<'static>)>,
+}
+
+impl Operations {
+    /// The table of the plain paths of `api` (see the type's docs).
+    fn new(meta: &[MetaApi], api: Api) -> Operations {
+        let plain: Vec<&str> = meta
+            .iter()
+            .flat_map(|api| api.paths.iter())
+            .filter(|path| {
+                !path.path.contains('{')
+                    && path.operations.iter().all(|op| {
+                        op.security.is_empty()
+                            && op
+                                .params
+                                .iter()
+                                .all(|param| matches!(param.in_type, MetaParamIn::Header))
+                    })
+            })
+            .map(|path| path.path.as_str())
+            .collect();
+        let allowed = AllowedMethods::new(meta);
+        let mut routes = std::collections::HashMap::new();
+        api.add_routes(&mut routes);
+        let mut paths: Vec<OperationsPath> = routes
+            .into_iter()
+            .filter(|(path, _)| plain.contains(&path.as_str()))
+            .filter_map(|(path, methods)| {
+                Some(OperationsPath {
+                    pattern: PathPattern(path.as_str().into()),
+                    allow: allowed.for_path(&path)?.clone(),
+                    path,
+                    methods: methods.into_iter().collect(),
+                })
+            })
+            .collect();
+        // The most polled first: a probe finds its path at once.
+        paths.sort_by_key(|p| p.path != "/healthz");
+        Operations { paths }
+    }
+
+    fn find(&self, path: &str) -> Option<&OperationsPath> {
+        self.paths.iter().find(|p| p.path == path)
+    }
+}
+
+impl OperationsPath {
+    fn endpoint(&self, method: &Method) -> Option<&BoxEndpoint<'static>> {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, ep)| ep)
+    }
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        let result = match self.endpoint(req.method()) {
+            Some(ep) => ep.call(req).await,
+            // As poem's method router: HEAD is GET without the body.
+            None if req.method() == Method::HEAD && self.endpoint(&Method::GET).is_some() => {
+                req.set_method(Method::GET);
+                match self.endpoint(&Method::GET) {
+                    Some(get) => get.call(req).await.map(|mut resp| {
+                        resp.set_body(());
+                        resp
+                    }),
+                    None => Err(MethodNotAllowedError.into()),
+                }
+            }
+            None => {
+                let mut err = poem::Error::from(MethodNotAllowedError);
+                err.set_data(AllowHeader(self.allow.clone()));
+                Err(err)
+            }
+        };
+        match result {
+            Ok(mut resp) => {
+                if resp.data::<PathPattern>().is_none() {
+                    resp.set_data(self.pattern.clone());
+                }
+                Ok(resp)
+            }
+            Err(mut err) => {
+                if err.data::<PathPattern>().is_none() {
+                    err.set_data(self.pattern.clone());
+                }
+                Err(err)
             }
         }
-    })
+    }
 }
 
 /// The methods of each path of the document, as `Allow` header values
@@ -352,6 +520,161 @@ mod tests {
         assert_eq!(allowed.for_path("/api/v1/me").unwrap(), "GET, HEAD");
         assert!(allowed.for_path("/healthz/x").is_none());
         assert!(allowed.for_path("/nowhere").is_none());
+    }
+
+    fn state() -> Arc<crate::web::AppState> {
+        crate::install_crypto_provider();
+        let config = crate::config::Config::for_tests();
+        Arc::new(crate::web::AppState {
+            templates: crate::web::templates::Templates::new().unwrap(),
+            started: std::time::Instant::now(),
+            http: crate::http::client(&config).unwrap(),
+            metrics: crate::telemetry::metrics::Metrics::new(&config.tool_name).unwrap(),
+            wiki_probe: Arc::new(crate::readiness::WikiProbe::new(config.readiness_interval)),
+            config,
+        })
+    }
+
+    /// What an answer is made of, as far as the front layer and the client
+    /// can tell.
+    #[derive(Debug, PartialEq)]
+    enum Answer {
+        Ok {
+            status: u16,
+            headers: Vec<(String, String)>,
+            body: String,
+            route: Option<String>,
+        },
+        Err {
+            status: u16,
+            not_found: bool,
+            allow: Option<String>,
+            route: Option<String>,
+        },
+    }
+
+    async fn answer(
+        api: &ApiEndpoint,
+        state: &Arc<crate::web::AppState>,
+        method: &Method,
+        path: &str,
+    ) -> Answer {
+        let sessions =
+            crate::web::session::SessionMiddleware::new(state.config.session_key.secret()).unwrap();
+        let mut req = Request::builder()
+            .method(method.clone())
+            .uri(path.parse().unwrap())
+            .finish();
+        req.set_data(state.clone());
+        let _binding = sessions.attach(&mut req);
+        match api.call(req).await {
+            Ok(mut resp) => Answer::Ok {
+                status: resp.status().as_u16(),
+                headers: resp
+                    .headers()
+                    .iter()
+                    .map(|(k, v)| (k.to_string(), String::from_utf8_lossy(v.as_bytes()).into()))
+                    .collect(),
+                route: resp.data::<PathPattern>().map(|p| p.0.to_string()),
+                // Without the process's own gauges (memory, CPU time),
+                // which move between two scrapes.
+                body: resp
+                    .take_body()
+                    .into_string()
+                    .await
+                    .unwrap()
+                    .lines()
+                    .filter(|line| !line.starts_with("process_"))
+                    .collect::<Vec<_>>()
+                    .join("\n"),
+            },
+            Err(err) => Answer::Err {
+                status: err.status().as_u16(),
+                not_found: err.is::<poem::error::NotFoundError>(),
+                allow: err
+                    .data::<AllowHeader>()
+                    .map(|a| a.0.to_str().unwrap().to_owned()),
+                route: err.data::<PathPattern>().map(|p| p.0.to_string()),
+            },
+        }
+    }
+
+    /// The table is what the API is served with, and it answers every
+    /// method on every path, known or not, as poem-openapi's endpoint
+    /// does: status, headers, body, route label, 404 and 405 with `Allow`.
+    #[tokio::test]
+    async fn the_table_answers_as_poem_openapi_does() {
+        let table = endpoint(service());
+        let listed = format!("{table:?}");
+        for plain in ["/healthz", "/readyz", "/api/v1/me", "/api/v1/userinfo"] {
+            assert!(listed.contains(&format!("\"{plain}\"")), "{listed}");
+        }
+        // Its operation reads the metrics token: poem-openapi's endpoint.
+        assert!(!listed.contains("\"/metrics\""), "{listed}");
+        let library = ApiEndpoint {
+            table: Operations { paths: Vec::new() },
+            service: service_endpoint(service()),
+        };
+        let state = state();
+        let mut compared = 0;
+        for path in [
+            "/healthz",
+            "/readyz",
+            "/metrics",
+            "/api/v1/me",
+            "/api/v1/userinfo",
+            "/api",
+            "/api/v1",
+            "/api/nowhere",
+            "/healthz/",
+            "/healthz/x",
+            "/healthz?verbose=1",
+            "/nowhere",
+        ] {
+            for method in [
+                Method::GET,
+                Method::HEAD,
+                Method::POST,
+                Method::PUT,
+                Method::DELETE,
+                Method::OPTIONS,
+            ] {
+                let ours = answer(&table, &state, &method, path).await;
+                let theirs = answer(&library, &state, &method, path).await;
+                assert_eq!(ours, theirs, "{method} {path}");
+                compared += 1;
+            }
+        }
+        assert_eq!(compared, 72);
+        // Some of each kind of answer were compared.
+        let head = answer(&table, &state, &Method::HEAD, "/readyz").await;
+        assert!(
+            matches!(&head, Answer::Ok { body, route: Some(r), .. } if body.is_empty() && r == "/readyz"),
+            "{head:?}"
+        );
+        let wrong = answer(&table, &state, &Method::POST, "/healthz").await;
+        assert_eq!(
+            wrong,
+            Answer::Err {
+                status: 405,
+                not_found: false,
+                allow: Some("GET, HEAD".into()),
+                route: Some("/healthz".into())
+            }
+        );
+        let unknown = answer(&table, &state, &Method::GET, "/api/nowhere").await;
+        assert!(
+            matches!(
+                unknown,
+                Answer::Err {
+                    status: 404,
+                    not_found: true,
+                    route: None,
+                    ..
+                }
+            ),
+            "{unknown:?}"
+        );
     }
 
     #[test]
