@@ -19,7 +19,7 @@ use poem::error::MethodNotAllowedError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, PathPattern, Request, Response, Result,
-    Route,
+    Route, RouteMethod,
 };
 use poem_openapi::registry::{MetaApi, MetaParamIn};
 use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
@@ -169,9 +169,10 @@ impl Endpoint for LazyExplorer {
     }
 }
 
-/// Adds the document and the explorer to `routes`, and puts the API's
-/// operations beside them: see [`Dispatch`].
-pub fn mount(routes: Route) -> Dispatch<Route, ApiEndpoint> {
+/// The pages (paths without parameters, each with its methods), the
+/// document and the explorer, and the API's operations beside them: see
+/// [`Dispatch`].
+pub fn mount(pages: Vec<(&'static str, RouteMethod)>) -> Dispatch<Route, ApiEndpoint> {
     let service = service();
     let mut prefixes: Vec<String> = Vec::new();
     for path in Api::meta().iter().flat_map(|api| api.paths.iter()) {
@@ -181,10 +182,14 @@ pub fn mount(routes: Route) -> Dispatch<Route, ApiEndpoint> {
             prefixes.push(prefix);
         }
     }
-    let routes = routes
+    let routes = Route::new()
         .at(DOCUMENT_PATH, document_endpoint())
         .nest(EXPLORER_PATH, LazyExplorer::default());
     Dispatch {
+        pages: pages
+            .into_iter()
+            .map(|(path, methods)| (path, PathPattern(path.into()), methods))
+            .collect(),
         routes,
         api: endpoint(service),
         prefixes,
@@ -198,11 +203,23 @@ pub fn mount(routes: Route) -> Dispatch<Route, ApiEndpoint> {
 /// router, its boxed future and the route template it formatted on every
 /// request (docs/performance.md). The API keeps its own route templates as
 /// the `http.route` label.
-#[derive(Debug)]
 pub struct Dispatch<R, A> {
+    pages: Vec<(&'static str, PathPattern, RouteMethod)>,
     routes: R,
     api: A,
     prefixes: Vec<String>,
+}
+
+impl<R, A> std::fmt::Debug for Dispatch<R, A> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Dispatch")
+            .field(
+                "pages",
+                &self.pages.iter().map(|(p, ..)| p).collect::<Vec<_>>(),
+            )
+            .field("prefixes", &self.prefixes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R, A> Dispatch<R, A> {
@@ -219,10 +236,29 @@ impl<R: Endpoint, A: Endpoint> Endpoint for Dispatch<R, A> {
     type Output = Response;
 
     async fn call(&self, req: Request) -> Result<Response> {
-        if self.is_api(req.uri().path()) {
-            self.api.call(req).await.map(IntoResponse::into_response)
-        } else {
-            self.routes.call(req).await.map(IntoResponse::into_response)
+        let path = req.uri().path();
+        if self.is_api(path) {
+            return self.api.call(req).await.map(IntoResponse::into_response);
+        }
+        // A page by its exact path, as poem's router would find it, without
+        // its radix tree and its boxed level; the route template goes on
+        // the answer as the router puts it there.
+        let Some((_, pattern, methods)) = self.pages.iter().find(|(p, ..)| *p == path) else {
+            return self.routes.call(req).await.map(IntoResponse::into_response);
+        };
+        match methods.call(req).await {
+            Ok(mut resp) => {
+                if resp.data::<PathPattern>().is_none() {
+                    resp.set_data(pattern.clone());
+                }
+                Ok(resp)
+            }
+            Err(mut err) => {
+                if err.data::<PathPattern>().is_none() {
+                    err.set_data(pattern.clone());
+                }
+                Err(err)
+            }
         }
     }
 }
@@ -475,7 +511,7 @@ mod tests {
 
     #[test]
     fn the_api_gets_its_own_paths_and_nothing_else() {
-        let dispatch = mount(Route::new());
+        let dispatch = mount(Vec::new());
         for path in [
             "/healthz",
             "/healthz/x",

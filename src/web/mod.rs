@@ -17,7 +17,7 @@ pub mod wiki;
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::{EndpointExt, IntoEndpoint, Route, get};
+use poem::{EndpointExt, IntoEndpoint, get};
 
 use crate::config::Config;
 use crate::readiness::WikiProbe;
@@ -47,19 +47,20 @@ pub struct AppState {
 /// Builds the whole application: routes plus middleware, outermost last.
 pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
     let session = session::SessionMiddleware::new(state.config.session_key.secret())?;
-    let routes = Route::new()
-        .at("/", get(pages::home).head(pages::home))
-        .at("/login", get(auth::login))
-        .at("/oauth-callback", get(auth::oauth_callback))
-        .at("/logout", get(auth::logout_form).post(auth::logout))
-        .at("/profile", get(auth::profile))
-        .at(
+    let pages = vec![
+        ("/", get(pages::home).head(pages::home)),
+        ("/login", get(auth::login)),
+        ("/oauth-callback", get(auth::oauth_callback)),
+        ("/logout", get(auth::logout_form).post(auth::logout)),
+        ("/profile", get(auth::profile)),
+        (
             "/static/style.css",
             get(pages::stylesheet).head(pages::stylesheet),
-        );
-    // The JSON API (/healthz, /readyz, /metrics, /api/v1/...), its document
-    // and its explorer.
-    let routes = api::mount(routes);
+        ),
+    ];
+    // The pages, the JSON API (/healthz, /readyz, /metrics, /api/v1/...),
+    // its document and its explorer.
+    let routes = api::mount(pages);
     let limits = limits::Limits::new(limits::LimitSettings {
         max_body_bytes: state.config.max_body_bytes,
         max_header_bytes: MAX_HEADER_BYTES,
