@@ -115,3 +115,23 @@ impl Drop for Server {
         let _ = self.child.wait();
     }
 }
+
+/// What the service needs to log people in against the fake wiki.
+pub fn wiki_env(wiki: &super::fake_wiki::FakeWiki) -> Vec<(&'static str, String)> {
+    vec![
+        ("TOOL_OAUTH_MWURI", wiki.index_url()),
+        (
+            "TOOL_OAUTH_CONSUMER_KEY",
+            super::fake_wiki::CONSUMER_KEY.into(),
+        ),
+        (
+            "TOOL_OAUTH_CONSUMER_SECRET",
+            super::fake_wiki::CONSUMER_SECRET.into(),
+        ),
+        (
+            "TOOL_SESSION_KEY",
+            "bench-session-key-0123456789-abcdefghijklmnopqrstuvwxyz".into(),
+        ),
+        ("TOOL_WIKI_TIMEOUT_SECONDS", "5".into()),
+    ]
+}

@@ -40,7 +40,7 @@ mod fake_wiki;
 #[allow(dead_code)]
 #[path = "common.rs"]
 mod common;
-use common::{Server, flag, free_port, log_in, target_dir};
+use common::{Server, flag, free_port, log_in, target_dir, wiki_env};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -185,13 +185,8 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("TOOL_MAX_CONCURRENT_REQUESTS", "100000")
-        .env("TOOL_OAUTH_MWURI", wiki.index_url())
-        .env("TOOL_OAUTH_CONSUMER_KEY", fake_wiki::CONSUMER_KEY)
-        .env("TOOL_OAUTH_CONSUMER_SECRET", fake_wiki::CONSUMER_SECRET)
-        .env(
-            "TOOL_SESSION_KEY",
-            "bench-session-key-0123456789-abcdefghijklmnopqrstuvwxyz",
-        )
+        .envs(wiki_env(&wiki))
+        // Everything is slower under valgrind, the wiki calls of a login too.
         .env("TOOL_WIKI_TIMEOUT_SECONDS", "30")
         .stdout(Stdio::null())
         .stderr(Stdio::null());

@@ -34,7 +34,7 @@ mod fake_wiki;
 
 #[path = "common.rs"]
 mod common;
-use common::{Server, flag, free_port, log_in, oha, target_dir};
+use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
 #[path = "flask.rs"]
@@ -107,23 +107,6 @@ fn rss_mib(pid: u32) -> f64 {
         .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
         .map(|kib| kib / 1024.0)
         .unwrap_or(f64::NAN)
-}
-
-/// What the service needs to log people in against the fake wiki.
-fn wiki_env(wiki: &fake_wiki::FakeWiki) -> Vec<(&'static str, String)> {
-    vec![
-        ("TOOL_OAUTH_MWURI", wiki.index_url()),
-        ("TOOL_OAUTH_CONSUMER_KEY", fake_wiki::CONSUMER_KEY.into()),
-        (
-            "TOOL_OAUTH_CONSUMER_SECRET",
-            fake_wiki::CONSUMER_SECRET.into(),
-        ),
-        (
-            "TOOL_SESSION_KEY",
-            "bench-session-key-0123456789-abcdefghijklmnopqrstuvwxyz".into(),
-        ),
-        ("TOOL_WIKI_TIMEOUT_SECONDS", "5".into()),
-    ]
 }
 
 /// Starts hello-oauth and measures exec -> first 200 on /healthz.

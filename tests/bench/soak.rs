@@ -22,6 +22,8 @@
 #[path = "../journeys/fake_wiki.rs"]
 mod fake_wiki;
 
+// Not every bench uses every helper (the soak sets its own environment).
+#[allow(dead_code)]
 #[path = "common.rs"]
 mod common;
 use common::{Server, flag, free_port, log_in, oha, target_dir};

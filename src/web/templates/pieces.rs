@@ -112,17 +112,9 @@ impl Pieces {
         name: &str,
         context: &Value,
     ) -> Result<Option<String>, handlebars::RenderError> {
-        let mut shape = 0usize;
-        for (i, path) in self.conditions.iter().enumerate() {
-            let Some(value) = lookup(context, path) else {
-                return Ok(None);
-            };
-            if value.is_truthy(false) {
-                shape |= 1 << i;
-            } else if self.condition_holes[i].is_some() {
-                return Ok(None);
-            }
-        }
+        let Some(shape) = self.shape(|path| Some(lookup(context, path)?.is_truthy(false))) else {
+            return Ok(None);
+        };
         let Some(slot) = self.shapes.get(shape) else {
             return Ok(None);
         };
@@ -149,6 +141,21 @@ impl Pieces {
             }
         }
         Ok(Some(page))
+    }
+
+    /// The shape for the conditions' truthiness as `truthy` says it (bit
+    /// `i` set: condition `i` is truthy); `None` when a condition's path is
+    /// absent, or a hole-condition is falsy (see the module docs).
+    fn shape(&self, truthy: impl Fn(&[String]) -> Option<bool>) -> Option<usize> {
+        let mut shape = 0usize;
+        for (i, path) in self.conditions.iter().enumerate() {
+            if truthy(path)? {
+                shape |= 1 << i;
+            } else if self.condition_holes[i].is_some() {
+                return None;
+            }
+        }
+        Some(shape)
     }
 
     /// Renders the template with markers in the holes, twice, and cuts it.
@@ -238,14 +245,7 @@ impl Pieces {
     /// hole-condition, or a shape not cut yet (cutting needs the JSON
     /// value, so the first page of each shape goes that way).
     pub fn render_fields(&self, fields: &impl Fields, page: &mut String) -> Option<()> {
-        let mut shape = 0usize;
-        for (i, path) in self.conditions.iter().enumerate() {
-            if fields.field(path)?.is_truthy() {
-                shape |= 1 << i;
-            } else if self.condition_holes[i].is_some() {
-                return None;
-            }
-        }
+        let shape = self.shape(|path| Some(fields.field(path)?.is_truthy()))?;
         let pieces = self.shapes.get(shape)?.get()?.as_ref()?;
         for piece in pieces {
             match piece {
