@@ -5,6 +5,7 @@
 
 use std::sync::Arc;
 
+use poem::http::{HeaderValue, header};
 use poem::web::Data;
 use poem::{IntoResponse, Request, Response};
 use poem_openapi::auth::Bearer;
@@ -164,11 +165,15 @@ impl Payload for HealthJson {
     }
 }
 
+/// `HealthJson::CONTENT_TYPE` checked once: `content_type(&str)` parses
+/// the value on every answer. A test holds the two equal.
+const JSON_CONTENT_TYPE: HeaderValue = HeaderValue::from_static("application/json; charset=utf-8");
+
 impl IntoResponse for HealthJson {
     fn into_response(self) -> Response {
         match serde_json::to_vec(&self.0) {
             Ok(body) => Response::builder()
-                .content_type(Self::CONTENT_TYPE)
+                .header(header::CONTENT_TYPE, JSON_CONTENT_TYPE)
                 .body(body),
             // Serialising a struct of a string and two plain values cannot
             // fail; should it ever, the generic path still answers.
