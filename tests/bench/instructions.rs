@@ -42,8 +42,21 @@ mod fake_wiki;
 mod common;
 use common::{Server, flag, free_port, log_in, target_dir, wiki_env};
 
+// The load bench's minimal hyper server and bare poem, measured here too.
+#[path = "reference.rs"]
+mod reference;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    // This binary, run under callgrind by itself, is the reference server.
+    if let Some(pos) = args.iter().position(|a| a == "--serve-baseline") {
+        reference::baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        return;
+    }
+    if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
+        reference::poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        return;
+    }
     let requests: u64 = flag(&args, "--requests").map_or(2000, |s| s.parse().unwrap());
     let warmup: u64 = flag(&args, "--warmup").map_or(300, |s| s.parse().unwrap());
     let json_path = flag(&args, "--json")
@@ -67,6 +80,9 @@ struct Client {
     request: Vec<u8>,
     /// Whether the last answer set a cookie.
     set_cookie: bool,
+    /// The last answer's body and content type.
+    body: Vec<u8>,
+    content_type: String,
 }
 
 impl Client {
@@ -86,6 +102,8 @@ impl Client {
             reader: BufReader::new(stream),
             request,
             set_cookie: false,
+            body: Vec::new(),
+            content_type: String::new(),
         }
     }
 
@@ -109,12 +127,17 @@ impl Client {
             {
                 length = value.trim().parse().unwrap();
             }
+            if let Some((name, value)) = header.split_once(':')
+                && name.eq_ignore_ascii_case("content-type")
+            {
+                value.trim().clone_into(&mut self.content_type);
+            }
             if header.to_ascii_lowercase().starts_with("set-cookie:") {
                 self.set_cookie = true;
             }
         }
-        let mut body = vec![0u8; length];
-        self.reader.read_exact(&mut body).unwrap();
+        self.body.resize(length, 0);
+        self.reader.read_exact(&mut self.body).unwrap();
         status
     }
 }
@@ -150,6 +173,77 @@ fn dumps(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// Starts `cmd` (program and arguments) under callgrind, instrumentation
+/// off, dumps in `dir` as `<stem>.out.<n>`; waits until `addr` answers
+/// `/healthz`.
+fn start_under_callgrind(cmd: Command, dir: &Path, stem: &str, addr: SocketAddr) -> Server {
+    let mut valgrind = Command::new("valgrind");
+    valgrind
+        .arg("--tool=callgrind")
+        .arg("--instr-atstart=no")
+        .arg(format!("--callgrind-out-file={}/{stem}.out", dir.display()))
+        .arg(cmd.get_program())
+        .args(cmd.get_args())
+        .env_clear()
+        .envs(cmd.get_envs().filter_map(|(k, v)| Some((k, v?))))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    let started = Instant::now();
+    let server = Server {
+        child: valgrind.spawn().expect("valgrind starts"),
+        addr,
+    };
+    loop {
+        if TcpStream::connect(addr).is_ok() && Client::new(addr, "/healthz", None).get() == 200 {
+            return server;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(120),
+            "{:?} did not answer /healthz under valgrind",
+            cmd.get_program()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Instructions per request of `client`'s request to the server under
+/// callgrind (`pid`, dumps in `dir`): warm-up uninstrumented, then
+/// `requests` counted.
+fn measure(
+    pid: u32,
+    dir: &Path,
+    client: &mut Client,
+    name: &str,
+    requests: u64,
+    warmup: u64,
+) -> f64 {
+    for _ in 0..warmup {
+        assert_eq!(client.get(), 200, "{name}");
+    }
+    let before = dumps(dir);
+    callgrind_control(&["--zero"], pid);
+    callgrind_control(&["--instr=on"], pid);
+    for _ in 0..requests {
+        assert_eq!(client.get(), 200, "{name}");
+    }
+    callgrind_control(&["--instr=off"], pid);
+    callgrind_control(&["--dump"], pid);
+    let new: Vec<PathBuf> = dumps(dir)
+        .into_iter()
+        .filter(|f| !before.contains(f))
+        .collect();
+    assert_eq!(new.len(), 1, "one new dump for {name}: {new:?}");
+    dump_total(&new[0]) as f64 / requests as f64
+}
+
+/// The figure and the previous run's, with the change: two table columns.
+fn with_previous(value: f64, previous: Option<f64>) -> String {
+    let prev = previous.map_or("-".to_owned(), |p| {
+        format!("{:.1}k ({:+.1}%)", p / 1000.0, (value / p - 1.0) * 100.0)
+    });
+    format!("{:>11.1}k {prev:>12}", value / 1000.0)
+}
+
 fn run(requests: u64, warmup: u64, json_path: &Path) {
     hello_oauth::install_crypto_provider();
     let rt = tokio::runtime::Builder::new_multi_thread()
@@ -162,50 +256,25 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     let dir = target_dir().join("bench/callgrind");
     let _ = std::fs::remove_dir_all(&dir);
     std::fs::create_dir_all(&dir).unwrap();
-    let port = free_port();
-    let addr: SocketAddr = ([127, 0, 0, 1], port).into();
+    let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
     // `HELLO_OAUTH_BIN=target/profiling/hello-oauth` for a build with
     // symbols, whose dumps `callgrind_annotate` can break down by function.
     let bin = std::env::var_os("HELLO_OAUTH_BIN").map_or_else(
         || PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth")),
         PathBuf::from,
     );
-    let mut cmd = Command::new("valgrind");
-    cmd.arg("--tool=callgrind")
-        .arg("--instr-atstart=no")
-        .arg(format!(
-            "--callgrind-out-file={}/callgrind.out",
-            dir.display()
-        ))
-        .arg(&bin)
-        .arg("serve")
-        .env_clear()
-        .env("PORT", port.to_string())
+    let mut cmd = Command::new(&bin);
+    cmd.arg("serve")
+        .env("PORT", addr.port().to_string())
         .env("TOOL_BIND_ADDRESS", "127.0.0.1")
         .env("LOG_FORMAT", "json")
         .env("RUST_LOG", "info")
         .env("TOOL_MAX_CONCURRENT_REQUESTS", "100000")
         .envs(wiki_env(&wiki))
         // Everything is slower under valgrind, the wiki calls of a login too.
-        .env("TOOL_WIKI_TIMEOUT_SECONDS", "30")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null());
-    let started = Instant::now();
-    let server = Server {
-        child: cmd.spawn().expect("valgrind starts"),
-        addr,
-    };
+        .env("TOOL_WIKI_TIMEOUT_SECONDS", "30");
+    let server = start_under_callgrind(cmd, &dir, "callgrind", addr);
     let pid = server.child.id();
-    loop {
-        if TcpStream::connect(addr).is_ok() && Client::new(addr, "/healthz", None).get() == 200 {
-            break;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "the service did not answer /healthz under valgrind"
-        );
-        std::thread::sleep(Duration::from_millis(200));
-    }
     wiki.register_callback(&format!("http://{addr}/oauth-callback"), false);
     let cookie = rt.block_on(log_in(addr, &wiki));
 
@@ -224,49 +293,87 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null);
-    println!("{:<24} {:>12} {:>12}", "route", "instr/req", "previous");
+    println!("{:<34} {:>12} {:>12}", "route", "instr/req", "previous");
     let mut results = serde_json::Map::new();
+    // The bytes the reference servers answer, as the load bench captures them.
+    let bodies = dir.join("bodies");
+    std::fs::create_dir_all(&bodies).unwrap();
     for (name, path, cookie) in routes {
         let mut client = Client::new(addr, path, cookie);
-        for _ in 0..warmup {
-            assert_eq!(client.get(), 200, "{name}");
-        }
+        let per_request = measure(pid, &dir, &mut client, name, requests, warmup);
         if client.set_cookie {
             println!("  note: {name} sets a cookie on every answer");
         }
-        let before = dumps(&dir);
-        callgrind_control(&["--zero"], pid);
-        callgrind_control(&["--instr=on"], pid);
-        for _ in 0..requests {
-            assert_eq!(client.get(), 200, "{name}");
+        let file = match name {
+            "GET /healthz" => Some("healthz"),
+            "GET / (anonymous)" => Some("home"),
+            _ => None,
+        };
+        if let Some(file) = file {
+            std::fs::write(bodies.join(format!("{file}.body")), &client.body).unwrap();
+            std::fs::write(bodies.join(format!("{file}.type")), &client.content_type).unwrap();
         }
-        callgrind_control(&["--instr=off"], pid);
-        callgrind_control(&["--dump"], pid);
-        let new: Vec<PathBuf> = dumps(&dir)
-            .into_iter()
-            .filter(|f| !before.contains(f))
-            .collect();
-        assert_eq!(new.len(), 1, "one new dump for {name}: {new:?}");
-        let per_request = dump_total(&new[0]) as f64 / requests as f64;
-        let prev = previous["routes"][name].as_f64();
         println!(
-            "{:<24} {:>11.1}k {:>12}",
-            name,
-            per_request / 1000.0,
-            prev.map_or("-".to_owned(), |p| format!(
-                "{:.1}k ({:+.1}%)",
-                p / 1000.0,
-                (per_request / p - 1.0) * 100.0
-            ))
+            "{name:<34} {}",
+            with_previous(per_request, previous["routes"][name].as_f64())
         );
         results.insert(name.to_owned(), json!(per_request.round()));
     }
     drop(server);
+
+    // The minimal hyper server and bare poem of the load bench, answering
+    // the same bytes: the instruction side of the throughput budgets.
+    let me = std::env::current_exe().unwrap();
+    let mut references = serde_json::Map::new();
+    for (label, flag, stem) in [
+        ("hyper baseline", "--serve-baseline", "baseline"),
+        ("bare poem", "--serve-poem-floor", "poem-floor"),
+    ] {
+        let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
+        let mut cmd = Command::new(&me);
+        cmd.arg(flag).arg(addr.to_string()).arg(&bodies);
+        let server = start_under_callgrind(cmd, &dir, stem, addr);
+        let pid = server.child.id();
+        for (route, path) in [("GET /healthz", "/healthz"), ("GET / (anonymous)", "/")] {
+            let name = format!("{label}, {route}");
+            let mut client = Client::new(addr, path, None);
+            let per_request = measure(pid, &dir, &mut client, &name, requests, warmup);
+            println!(
+                "{name:<34} {}",
+                with_previous(per_request, previous["references"][&name].as_f64())
+            );
+            references.insert(name, json!(per_request.round()));
+        }
+    }
+    println!(
+        "instructions as a share of the service's (the budgets are in CPU time: docs/performance.md)"
+    );
+    for route in ["GET /healthz", "GET / (anonymous)", "GET / (logged in)"] {
+        let page = if route == "GET /healthz" {
+            "GET /healthz"
+        } else {
+            "GET / (anonymous)"
+        };
+        let ours = results[route].as_f64().unwrap_or(f64::NAN);
+        let share = |label: &str| {
+            references[&format!("{label}, {page}")]
+                .as_f64()
+                .unwrap_or(f64::NAN)
+                / ours
+                * 100.0
+        };
+        println!(
+            "  {route:<22} hyper baseline {:>4.0}%   bare poem {:>4.0}%",
+            share("hyper baseline"),
+            share("bare poem")
+        );
+    }
     let report = json!({
         "requests": requests,
         "warmup": warmup,
         "commit": git_head(),
         "routes": results,
+        "references": references,
     });
     if json_path.exists() {
         let kept = json_path.with_file_name("instructions-previous.json");

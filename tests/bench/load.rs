@@ -34,7 +34,12 @@ mod fake_wiki;
 
 #[path = "common.rs"]
 mod common;
+
+// The minimal hyper server and bare poem, answering the captured bytes.
+#[path = "reference.rs"]
+mod reference;
 use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};
+use reference::{baseline, poem_floor};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
 #[path = "flask.rs"]
@@ -645,103 +650,5 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     } else {
         println!("{} budget(s) failed", failed.len());
         1
-    }
-}
-
-/// Bare poem: the same bytes as the baseline from a `Route` with one
-/// endpoint per page, served by `poem::Server`, with no middleware. Not a
-/// budget: it shows how much of the gap to the hyper baseline is the
-/// framework's own, before any of hello-oauth's work.
-mod poem_floor {
-    use std::path::Path;
-
-    use poem::endpoint::make_sync;
-    use poem::listener::TcpListener;
-    use poem::{Body, Response, Route, Server, get};
-
-    use super::baseline::{Page, page};
-
-    fn answer(page: Page) -> impl poem::Endpoint<Output = Response> {
-        get(make_sync(move |_| {
-            Response::builder()
-                .content_type(page.content_type.as_str())
-                .body(Body::from_bytes(page.body.clone()))
-        }))
-    }
-
-    pub fn serve(addr: &str, dir: &Path) {
-        let app = Route::new()
-            .at("/healthz", answer(page(dir, "healthz")))
-            .at("/", answer(page(dir, "home")));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(Server::new(TcpListener::bind(addr)).run(app))
-            .unwrap();
-    }
-}
-
-/// The minimal hyper server the figures are compared with: it answers the
-/// bytes captured from hello-oauth, with nothing else in the way.
-mod baseline {
-    use std::convert::Infallible;
-    use std::net::SocketAddr;
-    use std::path::Path;
-
-    use bytes::Bytes;
-    use http_body_util::Full;
-    use hyper::service::service_fn;
-    use hyper::{Request, Response};
-    use hyper_util::rt::TokioIo;
-
-    /// One page's captured bytes (`<name>.body`) and content type
-    /// (`<name>.type`); the bare-poem reference serves the same.
-    pub(super) struct Page {
-        pub(super) body: Bytes,
-        pub(super) content_type: String,
-    }
-
-    pub(super) fn page(dir: &Path, name: &str) -> Page {
-        Page {
-            body: Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
-            content_type: std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
-        }
-    }
-
-    pub fn serve(addr: &str, dir: &Path) {
-        let addr: SocketAddr = addr.parse().unwrap();
-        let pages: &'static [Page; 2] =
-            Box::leak(Box::new([page(dir, "healthz"), page(dir, "home")]));
-        let rt = tokio::runtime::Builder::new_multi_thread()
-            .enable_all()
-            .build()
-            .unwrap();
-        rt.block_on(async move {
-            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-            loop {
-                let Ok((stream, _)) = listener.accept().await else {
-                    continue;
-                };
-                tokio::spawn(async move {
-                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
-                        let page = if req.uri().path() == "/healthz" {
-                            &pages[0]
-                        } else {
-                            &pages[1]
-                        };
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header("content-type", page.content_type.as_str())
-                                .body(Full::new(page.body.clone()))
-                                .unwrap(),
-                        )
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
-        });
     }
 }

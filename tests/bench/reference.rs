@@ -1,0 +1,103 @@
+//! The reference servers every figure is compared with, shared by the load
+//! and instructions benches: a minimal hyper server and bare poem, both
+//! answering bytes captured from hello-oauth (`<name>.body` and
+//! `<name>.type` in a directory: `healthz` for `/healthz`, `home` for
+//! everything else).
+
+/// Bare poem: the same bytes as the baseline from a `Route` with one
+/// endpoint per page, served by `poem::Server`, with no middleware. Not a
+/// budget: it shows how much of the gap to the hyper baseline is the
+/// framework's own, before any of hello-oauth's work.
+pub mod poem_floor {
+    use std::path::Path;
+
+    use poem::endpoint::make_sync;
+    use poem::listener::TcpListener;
+    use poem::{Body, Response, Route, Server, get};
+
+    use super::baseline::{Page, page};
+
+    fn answer(page: Page) -> impl poem::Endpoint<Output = Response> {
+        get(make_sync(move |_| {
+            Response::builder()
+                .content_type(page.content_type.as_str())
+                .body(Body::from_bytes(page.body.clone()))
+        }))
+    }
+
+    pub fn serve(addr: &str, dir: &Path) {
+        let app = Route::new()
+            .at("/healthz", answer(page(dir, "healthz")))
+            .at("/", answer(page(dir, "home")));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(Server::new(TcpListener::bind(addr)).run(app))
+            .unwrap();
+    }
+}
+
+/// The minimal hyper server the figures are compared with: it answers the
+/// bytes captured from hello-oauth, with nothing else in the way.
+pub mod baseline {
+    use std::convert::Infallible;
+    use std::net::SocketAddr;
+    use std::path::Path;
+
+    use bytes::Bytes;
+    use http_body_util::Full;
+    use hyper::service::service_fn;
+    use hyper::{Request, Response};
+    use hyper_util::rt::TokioIo;
+
+    /// One page's captured bytes (`<name>.body`) and content type
+    /// (`<name>.type`); the bare-poem reference serves the same.
+    pub struct Page {
+        pub body: Bytes,
+        pub content_type: String,
+    }
+
+    pub fn page(dir: &Path, name: &str) -> Page {
+        Page {
+            body: Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
+            content_type: std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
+        }
+    }
+
+    pub fn serve(addr: &str, dir: &Path) {
+        let addr: SocketAddr = addr.parse().unwrap();
+        let pages: &'static [Page; 2] =
+            Box::leak(Box::new([page(dir, "healthz"), page(dir, "home")]));
+        let rt = tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        rt.block_on(async move {
+            let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    continue;
+                };
+                tokio::spawn(async move {
+                    let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
+                        let page = if req.uri().path() == "/healthz" {
+                            &pages[0]
+                        } else {
+                            &pages[1]
+                        };
+                        Ok::<_, Infallible>(
+                            Response::builder()
+                                .header("content-type", page.content_type.as_str())
+                                .body(Full::new(page.body.clone()))
+                                .unwrap(),
+                        )
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), svc)
+                        .await;
+                });
+            }
+        });
+    }
+}
