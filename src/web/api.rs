@@ -15,16 +15,16 @@
 use std::sync::{Arc, OnceLock};
 
 use poem::endpoint::BoxEndpoint;
-use poem::error::MethodNotAllowedError;
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{
     Endpoint, EndpointExt, IntoEndpoint, IntoResponse, PathPattern, Request, Response, Result,
-    Route, RouteMethod,
+    Route,
 };
 use poem_openapi::registry::{MetaApi, MetaParamIn};
 use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
 
 use super::account::AuthApi;
+use super::methods::{Methods, allow_value};
 use super::middleware::AllowHeader;
 use super::ops::OpsApi;
 
@@ -172,7 +172,7 @@ impl Endpoint for LazyExplorer {
 /// The pages (paths without parameters, each with its methods), the
 /// document and the explorer, and the API's operations beside them: see
 /// [`Dispatch`].
-pub fn mount(pages: Vec<(&'static str, RouteMethod)>) -> Dispatch<Route, ApiEndpoint> {
+pub fn mount(pages: Vec<(&'static str, Methods)>) -> Dispatch<Route, ApiEndpoint> {
     let service = service();
     let mut prefixes: Vec<String> = Vec::new();
     for path in Api::meta().iter().flat_map(|api| api.paths.iter()) {
@@ -204,7 +204,7 @@ pub fn mount(pages: Vec<(&'static str, RouteMethod)>) -> Dispatch<Route, ApiEndp
 /// request (docs/performance.md). The API keeps its own route templates as
 /// the `http.route` label.
 pub struct Dispatch<R, A> {
-    pages: Vec<(&'static str, PathPattern, RouteMethod)>,
+    pages: Vec<(&'static str, PathPattern, Methods)>,
     routes: R,
     api: A,
     prefixes: Vec<String>,
@@ -357,8 +357,7 @@ impl std::fmt::Debug for Operations {
 struct OperationsPath {
     path: String,
     pattern: PathPattern,
-    allow: HeaderValue,
-    methods: Vec<(Method, BoxEndpoint<'static>)>,
+    methods: Methods,
 }
 
 impl Operations {
@@ -379,19 +378,15 @@ impl Operations {
             })
             .map(|path| path.path.as_str())
             .collect();
-        let allowed = AllowedMethods::new(meta);
         let mut routes = std::collections::HashMap::new();
         api.add_routes(&mut routes);
         let mut paths: Vec<OperationsPath> = routes
             .into_iter()
             .filter(|(path, _)| plain.contains(&path.as_str()))
-            .filter_map(|(path, methods)| {
-                Some(OperationsPath {
-                    pattern: PathPattern(path.as_str().into()),
-                    allow: allowed.for_path(&path)?.clone(),
-                    path,
-                    methods: methods.into_iter().collect(),
-                })
+            .map(|(path, methods)| OperationsPath {
+                pattern: PathPattern(path.as_str().into()),
+                path,
+                methods: Methods::from_endpoints(methods.into_iter().collect()),
             })
             .collect();
         // The most polled first: a probe finds its path at once.
@@ -405,33 +400,8 @@ impl Operations {
 }
 
 impl OperationsPath {
-    fn endpoint(&self, method: &Method) -> Option<&BoxEndpoint<'static>> {
-        self.methods
-            .iter()
-            .find(|(m, _)| m == method)
-            .map(|(_, ep)| ep)
-    }
-
-    async fn call(&self, mut req: Request) -> Result<Response> {
-        let result = match self.endpoint(req.method()) {
-            Some(ep) => ep.call(req).await,
-            // As poem's method router: HEAD is GET without the body.
-            None if req.method() == Method::HEAD && self.endpoint(&Method::GET).is_some() => {
-                req.set_method(Method::GET);
-                match self.endpoint(&Method::GET) {
-                    Some(get) => get.call(req).await.map(|mut resp| {
-                        resp.set_body(());
-                        resp
-                    }),
-                    None => Err(MethodNotAllowedError.into()),
-                }
-            }
-            None => {
-                let mut err = poem::Error::from(MethodNotAllowedError);
-                err.set_data(AllowHeader(self.allow.clone()));
-                Err(err)
-            }
-        };
+    async fn call(&self, req: Request) -> Result<Response> {
+        let result = self.methods.call(req).await;
         match result {
             Ok(mut resp) => {
                 if resp.data::<PathPattern>().is_none() {
@@ -467,23 +437,13 @@ impl AllowedMethods {
             };
             for op in &path.operations {
                 by_path[index].1.push(op.method.clone());
-                if op.method == Method::GET {
-                    by_path[index].1.push(Method::HEAD);
-                }
             }
         }
         let entries = by_path
             .into_iter()
-            .filter_map(|(path, mut methods)| {
-                methods.sort_by(|a, b| a.as_str().cmp(b.as_str()));
-                methods.dedup();
-                let text = methods
-                    .iter()
-                    .map(Method::as_str)
-                    .collect::<Vec<_>>()
-                    .join(", ");
+            .map(|(path, methods)| {
                 let segments = path.split('/').map(str::to_owned).collect();
-                HeaderValue::from_str(&text).ok().map(|v| (segments, v))
+                (segments, allow_value(&methods))
             })
             .collect();
         AllowedMethods(entries)

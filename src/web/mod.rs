@@ -6,6 +6,7 @@ pub mod api;
 pub mod auth;
 pub mod errors;
 pub mod limits;
+pub mod methods;
 pub mod middleware;
 pub mod ops;
 pub mod pages;
@@ -17,7 +18,9 @@ pub mod wiki;
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::{EndpointExt, IntoEndpoint, get};
+use poem::{EndpointExt, IntoEndpoint};
+
+use methods::get;
 
 use crate::config::Config;
 use crate::readiness::WikiProbe;
@@ -47,6 +50,7 @@ pub struct AppState {
 /// Builds the whole application: routes plus middleware, outermost last.
 pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
     let session = session::SessionMiddleware::new(state.config.session_key.secret())?;
+    // Each page's methods: a wrong one is a 405 whose `Allow` lists them.
     let pages = vec![
         ("/", get(pages::home).head(pages::home)),
         ("/login", get(auth::login)),

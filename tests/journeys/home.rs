@@ -177,6 +177,49 @@ async fn a_wrong_method_is_a_clear_405() {
     app.stop().await;
 }
 
+/// RFC 9110: a 405 carries `Allow`, the methods the path does take. On
+/// every page, each method is refused with 405 exactly when `Allow` leaves
+/// it out.
+#[tokio::test]
+async fn every_page_names_its_methods_on_a_405_and_takes_exactly_those() {
+    let app = TestApp::spawn().await;
+    let methods = ["GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"];
+    let mut allows = Vec::new();
+    for path in [
+        "/",
+        "/login",
+        "/oauth-callback",
+        "/logout",
+        "/profile",
+        "/static/style.css",
+    ] {
+        let refused = app.client.delete(app.url(path)).send().await.unwrap();
+        assert_eq!(refused.status(), 405, "DELETE {path}");
+        let allow = refused.headers()["allow"].to_str().unwrap().to_owned();
+        let listed: Vec<&str> = allow.split(", ").collect();
+        for method in methods {
+            let resp = app
+                .client
+                .request(method.parse().unwrap(), app.url(path))
+                .send()
+                .await
+                .unwrap();
+            if listed.contains(&method) {
+                assert_ne!(resp.status(), 405, "{method} {path}: Allow is {allow}");
+            } else {
+                assert_eq!(resp.status(), 405, "{method} {path}: Allow is {allow}");
+                assert_eq!(resp.headers()["allow"], allow.as_str(), "{method} {path}");
+                let body: serde_json::Value = resp.json().await.unwrap();
+                assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+            }
+        }
+        allows.push((path, allow));
+    }
+    assert_eq!(allows[0], ("/", "GET, HEAD".to_owned()));
+    assert_eq!(allows[3], ("/logout", "GET, HEAD, POST".to_owned()));
+    app.stop().await;
+}
+
 #[tokio::test]
 async fn the_stylesheet_is_served_by_the_tool_itself() {
     let app = TestApp::spawn().await;

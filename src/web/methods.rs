@@ -1,0 +1,210 @@
+//! A path's endpoints by method: what poem's `RouteMethod` does (HEAD
+//! answered through GET, without its body), plus the `Allow` header on a
+//! 405, which RFC 9110 (section 15.5.6) requires and `RouteMethod` does not
+//! send. The pages ([`super::app`]) and the API's table of plain paths
+//! ([`super::api`]) are both answered through it, so a page and an
+//! operation refuse a wrong method alike.
+
+use poem::endpoint::BoxEndpoint;
+use poem::error::MethodNotAllowedError;
+use poem::http::{HeaderValue, Method};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Result};
+
+use super::middleware::AllowHeader;
+
+/// The endpoints of one path, by method, and the `Allow` value they make.
+pub struct Methods {
+    methods: Vec<(Method, BoxEndpoint<'static>)>,
+    allow: HeaderValue,
+}
+
+impl std::fmt::Debug for Methods {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Methods")
+            .field("allow", &self.allow)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Methods {
+    fn default() -> Methods {
+        Methods::from_endpoints(Vec::new())
+    }
+}
+
+/// A path answered by `ep` on GET (and so on HEAD).
+pub fn get<E>(ep: E) -> Methods
+where
+    E: IntoEndpoint,
+    E::Endpoint: 'static,
+{
+    Methods::default().get(ep)
+}
+
+impl Methods {
+    /// From endpoints already boxed (as poem-openapi's `add_routes` gives them).
+    pub fn from_endpoints(methods: Vec<(Method, BoxEndpoint<'static>)>) -> Methods {
+        let allow = allow_value(methods.iter().map(|(m, _)| m));
+        Methods { methods, allow }
+    }
+
+    /// Adds (or replaces) the endpoint of `method`.
+    pub fn method<E>(mut self, method: Method, ep: E) -> Methods
+    where
+        E: IntoEndpoint,
+        E::Endpoint: 'static,
+    {
+        let ep = ep.into_endpoint().map_to_response().boxed();
+        self.methods.retain(|(m, _)| *m != method);
+        self.methods.push((method, ep));
+        Methods::from_endpoints(self.methods)
+    }
+
+    /// Adds the endpoint of GET.
+    pub fn get<E>(self, ep: E) -> Methods
+    where
+        E: IntoEndpoint,
+        E::Endpoint: 'static,
+    {
+        self.method(Method::GET, ep)
+    }
+
+    /// Adds the endpoint of HEAD (without one, HEAD is GET without the body).
+    pub fn head<E>(self, ep: E) -> Methods
+    where
+        E: IntoEndpoint,
+        E::Endpoint: 'static,
+    {
+        self.method(Method::HEAD, ep)
+    }
+
+    /// Adds the endpoint of POST.
+    pub fn post<E>(self, ep: E) -> Methods
+    where
+        E: IntoEndpoint,
+        E::Endpoint: 'static,
+    {
+        self.method(Method::POST, ep)
+    }
+
+    /// The `Allow` value of this path: its methods, HEAD with GET.
+    pub fn allow(&self) -> &HeaderValue {
+        &self.allow
+    }
+
+    fn endpoint(&self, method: &Method) -> Option<&BoxEndpoint<'static>> {
+        self.methods
+            .iter()
+            .find(|(m, _)| m == method)
+            .map(|(_, ep)| ep)
+    }
+}
+
+impl Endpoint for Methods {
+    type Output = Response;
+
+    async fn call(&self, mut req: Request) -> Result<Response> {
+        if let Some(ep) = self.endpoint(req.method()) {
+            return ep.call(req).await.map(IntoResponse::into_response);
+        }
+        // As poem's method router: HEAD is GET without the body.
+        if req.method() == Method::HEAD
+            && let Some(get) = self.endpoint(&Method::GET)
+        {
+            req.set_method(Method::GET);
+            let mut resp = get.call(req).await?;
+            resp.set_body(());
+            return Ok(resp);
+        }
+        let mut err = poem::Error::from(MethodNotAllowedError);
+        err.set_data(AllowHeader(self.allow.clone()));
+        Err(err)
+    }
+}
+
+/// An `Allow` value: the methods in alphabetical order, each once, with
+/// HEAD wherever GET is (poem answers HEAD through GET).
+pub fn allow_value<'a>(methods: impl IntoIterator<Item = &'a Method>) -> HeaderValue {
+    let mut names: Vec<&str> = Vec::new();
+    for method in methods {
+        names.push(method.as_str());
+        if *method == Method::GET {
+            names.push(Method::HEAD.as_str());
+        }
+    }
+    names.sort_unstable();
+    names.dedup();
+    // Method names are tokens (RFC 9110), which are valid in a header value.
+    HeaderValue::from_str(&names.join(", ")).unwrap_or_else(|_| HeaderValue::from_static(""))
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+    use poem::http::StatusCode;
+    use poem::{RouteMethod, handler};
+
+    #[handler]
+    fn answer(method: Method) -> String {
+        format!("answered {method}")
+    }
+
+    #[test]
+    fn allow_lists_methods_once_in_order_with_head_for_get() {
+        assert_eq!(allow_value(&[Method::POST, Method::GET]), "GET, HEAD, POST");
+        assert_eq!(allow_value(&[Method::GET, Method::HEAD]), "GET, HEAD");
+        assert_eq!(allow_value(&[Method::POST]), "POST");
+        assert_eq!(get(answer).post(answer).allow(), "GET, HEAD, POST");
+        assert_eq!(get(answer).get(answer).allow(), "GET, HEAD");
+    }
+
+    /// What poem's `RouteMethod` answers, `Methods` answers too (status,
+    /// body), and it adds `Allow` to each 405, listing exactly the methods
+    /// that did not answer 405.
+    #[tokio::test]
+    async fn it_answers_as_route_method_does_and_names_the_allowed_methods() {
+        let tried = [
+            Method::GET,
+            Method::HEAD,
+            Method::POST,
+            Method::PUT,
+            Method::DELETE,
+            Method::OPTIONS,
+            Method::PATCH,
+        ];
+        let cases: Vec<(Methods, RouteMethod)> = vec![
+            (get(answer), poem::get(answer)),
+            (get(answer).post(answer), poem::get(answer).post(answer)),
+            (Methods::default().post(answer), poem::post(answer)),
+            (get(answer).head(answer), poem::get(answer).head(answer)),
+        ];
+        for (ours, theirs) in cases {
+            let mut accepted = Vec::new();
+            for method in &tried {
+                let request = || Request::builder().method(method.clone()).finish();
+                let (a, b) = (ours.call(request()).await, theirs.call(request()).await);
+                match (a, b) {
+                    (Ok(a), Ok(b)) => {
+                        assert_eq!(a.status(), b.status(), "{method}");
+                        let (a, b) = (a.into_body(), b.into_body());
+                        assert_eq!(
+                            a.into_string().await.unwrap(),
+                            b.into_string().await.unwrap(),
+                            "{method}"
+                        );
+                        accepted.push(method.clone());
+                    }
+                    (Err(a), Err(b)) => {
+                        assert_eq!(a.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
+                        assert_eq!(a.status(), b.status(), "{method}");
+                        let allow = a.data::<AllowHeader>().expect("an Allow header on 405");
+                        assert_eq!(&allow.0, ours.allow());
+                    }
+                    (a, b) => panic!("{method}: ours {:?}, poem's {:?}", a.is_ok(), b.is_ok()),
+                }
+            }
+            assert_eq!(*ours.allow(), allow_value(&accepted), "{ours:?}");
+        }
+    }
+}
