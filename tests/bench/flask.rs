@@ -299,7 +299,7 @@ pub fn run(secs: u64, ours: &Ours) -> Value {
         Some(1000),
         ONE_PER_CONNECTION,
     );
-    // Alternating saturation runs, best of two each, as for the baseline.
+    // Alternating saturation runs, best of two each.
     let mut sat = load_args(pid, &url, None, secs, None, ONE_PER_CONNECTION);
     let mut our_sat = load_args(ours.pid, &our_url, None, secs, None, ONE_PER_CONNECTION);
     sat = best(
