@@ -53,6 +53,10 @@ fn main() {
         reference::baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]));
         return;
     }
+    if let Some(pos) = args.iter().position(|a| a == "--serve-poem-on-hyper") {
+        reference::poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        return;
+    }
     if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
         reference::poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]));
         return;
@@ -322,12 +326,14 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     drop(server);
 
     // The minimal hyper server and bare poem of the load bench, answering
-    // the same bytes: the instruction side of the throughput budgets.
+    // the same bytes: the instruction side of the throughput budgets; and
+    // bare poem on a plain hyper loop, which says what poem::Server costs.
     let me = std::env::current_exe().unwrap();
     let mut references = serde_json::Map::new();
     for (label, flag, stem) in [
         ("hyper baseline", "--serve-baseline", "baseline"),
         ("bare poem", "--serve-poem-floor", "poem-floor"),
+        ("poem on hyper", "--serve-poem-on-hyper", "poem-on-hyper"),
     ] {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut cmd = Command::new(&me);
