@@ -16,15 +16,12 @@ use std::sync::{Arc, OnceLock};
 
 use poem::endpoint::BoxEndpoint;
 use poem::http::{HeaderValue, Method, StatusCode, header};
-use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, PathPattern, Request, Response, Result,
-    Route,
-};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Result, Route};
 use poem_openapi::registry::{MetaApi, MetaParamIn};
 use poem_openapi::{LicenseObject, Object, OpenApi as _, OpenApiService, ServerObject, Tags};
 
 use super::account::AuthApi;
-use super::methods::{Methods, allow_value};
+use super::methods::{ExactPath, Methods, allow_value};
 use super::middleware::AllowHeader;
 use super::ops::OpsApi;
 
@@ -188,7 +185,7 @@ pub fn mount(pages: Vec<(&'static str, Methods)>) -> Dispatch<Route, ApiEndpoint
     Dispatch {
         pages: pages
             .into_iter()
-            .map(|(path, methods)| (path, PathPattern(path.into()), methods))
+            .map(|(path, methods)| ExactPath::new(path, methods))
             .collect(),
         routes,
         api: endpoint(service),
@@ -204,7 +201,7 @@ pub fn mount(pages: Vec<(&'static str, Methods)>) -> Dispatch<Route, ApiEndpoint
 /// request (docs/performance.md). The API keeps its own route templates as
 /// the `http.route` label.
 pub struct Dispatch<R, A> {
-    pages: Vec<(&'static str, PathPattern, Methods)>,
+    pages: Vec<ExactPath>,
     routes: R,
     api: A,
     prefixes: Vec<String>,
@@ -213,10 +210,7 @@ pub struct Dispatch<R, A> {
 impl<R, A> std::fmt::Debug for Dispatch<R, A> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatch")
-            .field(
-                "pages",
-                &self.pages.iter().map(|(p, ..)| p).collect::<Vec<_>>(),
-            )
+            .field("pages", &self.pages)
             .field("prefixes", &self.prefixes)
             .finish_non_exhaustive()
     }
@@ -243,23 +237,10 @@ impl<R: Endpoint, A: Endpoint> Endpoint for Dispatch<R, A> {
         // A page by its exact path, as poem's router would find it, without
         // its radix tree and its boxed level; the route template goes on
         // the answer as the router puts it there.
-        let Some((_, pattern, methods)) = self.pages.iter().find(|(p, ..)| *p == path) else {
+        let Some(page) = self.pages.iter().find(|p| p.path() == path) else {
             return self.routes.call(req).await.map(IntoResponse::into_response);
         };
-        match methods.call(req).await {
-            Ok(mut resp) => {
-                if resp.data::<PathPattern>().is_none() {
-                    resp.set_data(pattern.clone());
-                }
-                Ok(resp)
-            }
-            Err(mut err) => {
-                if err.data::<PathPattern>().is_none() {
-                    err.set_data(pattern.clone());
-                }
-                Err(err)
-            }
-        }
+        page.call(req).await
     }
 }
 
@@ -342,22 +323,9 @@ impl Endpoint for ApiEndpoint {
 /// template as the response's `PathPattern` (the `http.route` label).
 /// `the_table_answers_as_poem_openapi_does` compares the two on every
 /// method of every path.
+#[derive(Debug)]
 pub struct Operations {
-    paths: Vec<OperationsPath>,
-}
-
-impl std::fmt::Debug for Operations {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.paths.iter().map(|p| &p.path))
-            .finish()
-    }
-}
-
-struct OperationsPath {
-    path: String,
-    pattern: PathPattern,
-    methods: Methods,
+    paths: Vec<ExactPath>,
 }
 
 impl Operations {
@@ -380,42 +348,23 @@ impl Operations {
             .collect();
         let mut routes = std::collections::HashMap::new();
         api.add_routes(&mut routes);
-        let mut paths: Vec<OperationsPath> = routes
+        let mut paths: Vec<ExactPath> = routes
             .into_iter()
             .filter(|(path, _)| plain.contains(&path.as_str()))
-            .map(|(path, methods)| OperationsPath {
-                pattern: PathPattern(path.as_str().into()),
-                path,
-                methods: Methods::from_endpoints(methods.into_iter().collect()),
+            .map(|(path, methods)| {
+                ExactPath::new(
+                    &path,
+                    Methods::from_endpoints(methods.into_iter().collect()),
+                )
             })
             .collect();
         // The most polled first: a probe finds its path at once.
-        paths.sort_by_key(|p| p.path != "/healthz");
+        paths.sort_by_key(|p| p.path() != "/healthz");
         Operations { paths }
     }
 
-    fn find(&self, path: &str) -> Option<&OperationsPath> {
-        self.paths.iter().find(|p| p.path == path)
-    }
-}
-
-impl OperationsPath {
-    async fn call(&self, req: Request) -> Result<Response> {
-        let result = self.methods.call(req).await;
-        match result {
-            Ok(mut resp) => {
-                if resp.data::<PathPattern>().is_none() {
-                    resp.set_data(self.pattern.clone());
-                }
-                Ok(resp)
-            }
-            Err(mut err) => {
-                if err.data::<PathPattern>().is_none() {
-                    err.set_data(self.pattern.clone());
-                }
-                Err(err)
-            }
-        }
+    fn find(&self, path: &str) -> Option<&ExactPath> {
+        self.paths.iter().find(|p| p.path() == path)
     }
 }
 
@@ -468,6 +417,7 @@ mod tests {
     #![allow(clippy::unwrap_used)]
 
     use super::*;
+    use poem::PathPattern;
 
     #[test]
     fn the_api_gets_its_own_paths_and_nothing_else() {

@@ -3,12 +3,14 @@
 //! 405, which RFC 9110 (section 15.5.6) requires and `RouteMethod` does not
 //! send. The pages ([`super::app`]) and the API's table of plain paths
 //! ([`super::api`]) are both answered through it, so a page and an
-//! operation refuse a wrong method alike.
+//! operation refuse a wrong method alike, each as an [`ExactPath`].
 
 use poem::endpoint::BoxEndpoint;
 use poem::error::MethodNotAllowedError;
 use poem::http::{HeaderValue, Method};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Result};
+use poem::{
+    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, PathPattern, Request, Response, Result,
+};
 
 use super::middleware::AllowHeader;
 
@@ -119,6 +121,54 @@ impl Endpoint for Methods {
         let mut err = poem::Error::from(MethodNotAllowedError);
         err.set_data(AllowHeader(self.allow.clone()));
         Err(err)
+    }
+}
+
+/// A path found by its exact text (no router: there is nothing to match
+/// but the path itself) and answered through its [`Methods`], with the path
+/// put on the answer as its route template (`PathPattern`, the
+/// `http.route` label) unless a handler set one, as poem's router does.
+pub struct ExactPath {
+    pattern: PathPattern,
+    methods: Methods,
+}
+
+impl std::fmt::Debug for ExactPath {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        std::fmt::Debug::fmt(self.path(), f)
+    }
+}
+
+impl ExactPath {
+    /// `path` answered by `methods`.
+    pub fn new(path: &str, methods: Methods) -> ExactPath {
+        ExactPath {
+            pattern: PathPattern(path.into()),
+            methods,
+        }
+    }
+
+    /// The path (and route template).
+    pub fn path(&self) -> &str {
+        &self.pattern.0
+    }
+
+    /// Answers a request for this path.
+    pub async fn call(&self, req: Request) -> Result<Response> {
+        match self.methods.call(req).await {
+            Ok(mut resp) => {
+                if resp.data::<PathPattern>().is_none() {
+                    resp.set_data(self.pattern.clone());
+                }
+                Ok(resp)
+            }
+            Err(mut err) => {
+                if err.data::<PathPattern>().is_none() {
+                    err.set_data(self.pattern.clone());
+                }
+                Err(err)
+            }
+        }
     }
 }
 
