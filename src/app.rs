@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use anyhow::Context as _;
-use poem::Server;
-use poem::listener::{Acceptor, Listener, TcpAcceptor, TcpListener};
+use tokio::net::TcpListener;
 
 use crate::config::{Config, SessionKey};
 use crate::readiness::{self, WikiProbe};
@@ -18,7 +17,7 @@ use crate::web::{self, AppState};
 
 /// A bound, ready-to-run service.
 pub struct App {
-    acceptor: TcpAcceptor,
+    listener: TcpListener,
     addr: SocketAddr,
     state: Arc<AppState>,
 }
@@ -46,17 +45,14 @@ impl App {
             wiki_probe: Arc::new(WikiProbe::new(config.readiness_interval)),
             config,
         });
-        let acceptor = TcpListener::bind(state.config.bind)
-            .into_acceptor()
+        let listener = TcpListener::bind(state.config.bind)
             .await
             .with_context(|| format!("binding {}", state.config.bind))?;
-        let addr = acceptor
+        let addr = listener
             .local_addr()
-            .first()
-            .and_then(|a| a.as_socket_addr().copied())
             .context("the listener has no local address")?;
         Ok(App {
-            acceptor,
+            listener,
             addr,
             state,
         })
@@ -102,20 +98,26 @@ impl App {
             self.state.wiki_probe.clone(),
             self.state.metrics.clone(),
         ));
-        let served = Server::new_with_acceptor(self.acceptor)
-            .run_with_graceful_shutdown(
-                app,
-                async move {
-                    shutdown.await;
-                    tracing::info!(
-                        drain_seconds = drain.as_secs(),
-                        "shutting down: draining in-flight requests"
-                    );
-                },
-                Some(drain),
-            )
-            .await
-            .context("serving");
+        let served = crate::server::serve(
+            self.listener,
+            app,
+            async move {
+                shutdown.await;
+                tracing::info!(
+                    drain_seconds = drain.as_secs(),
+                    "shutting down: draining in-flight requests"
+                );
+            },
+            drain,
+        )
+        .await
+        .context("serving");
+        if let Ok(crate::server::Drained::TimedOut) = served {
+            tracing::warn!(
+                drain_seconds = drain.as_secs(),
+                "the drain time ran out: closing the connections still open"
+            );
+        }
         prober.abort();
         let _ = prober.await;
         served?;

@@ -8,6 +8,7 @@ pub mod fuzzing;
 pub mod http;
 pub mod mediawiki;
 pub mod readiness;
+pub mod server;
 pub mod telemetry;
 pub mod web;
 

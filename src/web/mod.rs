@@ -18,7 +18,7 @@ pub mod wiki;
 use std::sync::Arc;
 use std::time::Instant;
 
-use poem::{EndpointExt, IntoEndpoint};
+use poem::{Endpoint, EndpointExt, Response};
 
 use methods::get;
 
@@ -48,7 +48,7 @@ pub struct AppState {
 }
 
 /// Builds the whole application: routes plus middleware, outermost last.
-pub fn app(state: Arc<AppState>) -> anyhow::Result<impl IntoEndpoint + use<>> {
+pub fn app(state: Arc<AppState>) -> anyhow::Result<impl Endpoint<Output = Response> + use<>> {
     let session = session::SessionMiddleware::new(state.config.session_key.secret())?;
     // Each page's methods: a wrong one is a 405 whose `Allow` lists them.
     let pages = vec![
