@@ -17,6 +17,8 @@ use super::middleware::AllowHeader;
 /// The endpoints of one path, by method, and the `Allow` value they make.
 pub struct Methods {
     methods: Vec<(Method, BoxEndpoint<'static>)>,
+    /// Whether HEAD is answered through GET when it has no endpoint.
+    head_through_get: bool,
     allow: HeaderValue,
 }
 
@@ -46,8 +48,30 @@ where
 impl Methods {
     /// From endpoints already boxed (as poem-openapi's `add_routes` gives them).
     pub fn from_endpoints(methods: Vec<(Method, BoxEndpoint<'static>)>) -> Methods {
-        let allow = allow_value(methods.iter().map(|(m, _)| m));
-        Methods { methods, allow }
+        Methods::with(methods, true)
+    }
+
+    fn with(methods: Vec<(Method, BoxEndpoint<'static>)>, head_through_get: bool) -> Methods {
+        let names = methods.iter().map(|(m, _)| m);
+        let allow = if head_through_get {
+            allow_value(names)
+        } else {
+            allow_value_as_is(names)
+        };
+        Methods {
+            methods,
+            head_through_get,
+            allow,
+        }
+    }
+
+    /// HEAD refused (405) instead of answered through GET, unless it has an
+    /// endpoint of its own: for a GET with effects elsewhere, which a HEAD
+    /// would have too while showing nothing of them. `/login` asks the wiki
+    /// for a request token; a link checker or an uptime monitor sending HEAD
+    /// to it should not.
+    pub fn without_head(self) -> Methods {
+        Methods::with(self.methods, false)
     }
 
     /// Adds (or replaces) the endpoint of `method`.
@@ -59,7 +83,7 @@ impl Methods {
         let ep = ep.into_endpoint().map_to_response().boxed();
         self.methods.retain(|(m, _)| *m != method);
         self.methods.push((method, ep));
-        Methods::from_endpoints(self.methods)
+        Methods::with(self.methods, self.head_through_get)
     }
 
     /// Adds the endpoint of GET.
@@ -89,7 +113,8 @@ impl Methods {
         self.method(Method::POST, ep)
     }
 
-    /// The `Allow` value of this path: its methods, HEAD with GET.
+    /// The `Allow` value of this path: its methods, HEAD with GET unless
+    /// [`Methods::without_head`].
     pub fn allow(&self) -> &HeaderValue {
         &self.allow
     }
@@ -111,6 +136,7 @@ impl Endpoint for Methods {
         }
         // As poem's method router: HEAD is GET without the body.
         if req.method() == Method::HEAD
+            && self.head_through_get
             && let Some(get) = self.endpoint(&Method::GET)
         {
             req.set_method(Method::GET);
@@ -182,6 +208,15 @@ pub fn allow_value<'a>(methods: impl IntoIterator<Item = &'a Method>) -> HeaderV
             names.push(Method::HEAD.as_str());
         }
     }
+    join_allow(names)
+}
+
+/// An `Allow` value of exactly these methods (HEAD only if listed).
+fn allow_value_as_is<'a>(methods: impl IntoIterator<Item = &'a Method>) -> HeaderValue {
+    join_allow(methods.into_iter().map(Method::as_str).collect())
+}
+
+fn join_allow(mut names: Vec<&str>) -> HeaderValue {
     names.sort_unstable();
     names.dedup();
     // Method names are tokens (RFC 9110), which are valid in a header value.
@@ -256,5 +291,34 @@ mod tests {
             }
             assert_eq!(*ours.allow(), allow_value(&accepted), "{ours:?}");
         }
+    }
+
+    #[tokio::test]
+    async fn without_head_refuses_head_names_only_the_rest_and_keeps_its_flag() {
+        for ours in [
+            get(answer).without_head(),
+            get(answer).without_head().post(answer),
+        ] {
+            let head = ours
+                .call(Request::builder().method(Method::HEAD).finish())
+                .await;
+            let err = head.expect_err("HEAD is refused");
+            assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
+            let allow = &err.data::<AllowHeader>().unwrap().0;
+            assert!(!allow.to_str().unwrap().contains("HEAD"), "{allow:?}");
+            assert_eq!(allow, ours.allow());
+            let got = ours.call(Request::builder().finish()).await.unwrap();
+            assert_eq!(got.into_body().into_string().await.unwrap(), "answered GET");
+        }
+        assert_eq!(get(answer).without_head().allow(), "GET");
+        assert_eq!(get(answer).without_head().post(answer).allow(), "GET, POST");
+        // A HEAD endpoint of its own still answers.
+        let own = get(answer).head(answer).without_head();
+        assert_eq!(own.allow(), "GET, HEAD");
+        let head = own
+            .call(Request::builder().method(Method::HEAD).finish())
+            .await
+            .unwrap();
+        assert_eq!(head.status(), StatusCode::OK);
     }
 }

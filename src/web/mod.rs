@@ -53,8 +53,9 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl Endpoint<Output = Respon
     // Each page's methods: a wrong one is a 405 whose `Allow` lists them.
     let pages = vec![
         ("/", get(pages::home).head(pages::home)),
-        ("/login", get(auth::login)),
-        ("/oauth-callback", get(auth::oauth_callback)),
+        // HEAD would start a login at the wiki, or spend a callback.
+        ("/login", get(auth::login).without_head()),
+        ("/oauth-callback", get(auth::oauth_callback).without_head()),
         ("/logout", get(auth::logout_form).post(auth::logout)),
         ("/profile", get(auth::profile)),
         (

@@ -209,13 +209,18 @@ async fn every_page_names_its_methods_on_a_405_and_takes_exactly_those() {
             } else {
                 assert_eq!(resp.status(), 405, "{method} {path}: Allow is {allow}");
                 assert_eq!(resp.headers()["allow"], allow.as_str(), "{method} {path}");
-                let body: serde_json::Value = resp.json().await.unwrap();
-                assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+                // A HEAD answer has no body, the error's neither.
+                if method != "HEAD" {
+                    let body: serde_json::Value = resp.json().await.unwrap();
+                    assert_eq!(body["error"], "method_not_allowed", "{method} {path}");
+                }
             }
         }
         allows.push((path, allow));
     }
     assert_eq!(allows[0], ("/", "GET, HEAD".to_owned()));
+    assert_eq!(allows[1], ("/login", "GET".to_owned()));
+    assert_eq!(allows[2], ("/oauth-callback", "GET".to_owned()));
     assert_eq!(allows[3], ("/logout", "GET, HEAD, POST".to_owned()));
     app.stop().await;
 }
@@ -325,5 +330,24 @@ async fn the_shared_anonymous_page_never_carries_one_visitors_notice_or_name() {
     let after = app.home().await;
     assert!(after.contains("You have logged out"), "{after}");
     assert_eq!(app.home().await, first);
+    app.stop().await;
+}
+
+/// A HEAD to `/login` (a link checker, an uptime monitor) would start a
+/// login at the wiki like a GET, with nothing to show for it: it is refused,
+/// and the wiki hears nothing. The same for the callback.
+#[tokio::test]
+async fn head_on_the_login_steps_is_refused_and_never_reaches_the_wiki() {
+    let (app, wiki) = TestApp::with_fake_wiki().await;
+    for path in ["/login", "/oauth-callback?oauth_token=t&oauth_verifier=v"] {
+        let resp = app.client.head(app.url(path)).send().await.unwrap();
+        assert_eq!(resp.status(), 405, "HEAD {path}");
+        assert_eq!(resp.headers()["allow"], "GET", "HEAD {path}");
+        assert!(resp.headers().get("set-cookie").is_none(), "HEAD {path}");
+    }
+    assert!(wiki.seen().is_empty(), "{:?}", wiki.seen().len());
+    // GET still logs in.
+    let done = app.log_in(&wiki).await;
+    assert_eq!(done.status(), 303);
     app.stop().await;
 }
