@@ -327,7 +327,8 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
 
     // The minimal hyper server and bare poem of the load bench, answering
     // the same bytes: the instruction side of the throughput budgets; and
-    // bare poem on a plain hyper loop, which says what poem::Server costs.
+    // bare poem on the service's own accept loop (hello_oauth::server): what
+    // poem::Server costs, and the floor the service's own work sits on.
     let me = std::env::current_exe().unwrap();
     let mut references = serde_json::Map::new();
     for (label, flag, stem) in [

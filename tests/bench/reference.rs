@@ -38,62 +38,43 @@ pub mod poem_floor {
     }
 }
 
-/// Bare poem's `Route` and endpoints, served by a plain hyper HTTP/1.1
-/// loop instead of `poem::Server` (the request and the response converted
-/// with poem's own `From` impls, as `poem::Server` does): measured by the
-/// instructions bench only, it says what `poem::Server` itself costs per
-/// request (its HTTP/1-or-2 sniffing connection, the cancellation tokens it
-/// polls at every wake-up, the boxed endpoint), that is, what serving the
-/// service from our own accept loop would save (docs/performance.md).
+/// Bare poem's `Route` and endpoints, served by the service's own accept
+/// loop (`hello_oauth::server`, hyper's HTTP/1.1 connection) instead of
+/// `poem::Server`: measured by the instructions bench only. Against bare
+/// poem it prices `poem::Server`'s per-request work (its HTTP/1-or-2
+/// sniffing connection, the cancellation tokens it polls at every wake-up,
+/// the boxed endpoint), which the service stopped paying in session 7; it
+/// is the floor the service's own middleware and handlers are measured
+/// from (docs/performance.md).
 #[allow(dead_code)] // the load bench includes this file but does not run it
 pub mod poem_on_hyper {
-    use std::convert::Infallible;
     use std::path::Path;
-    use std::sync::Arc;
+    use std::time::Duration;
 
-    use poem::http::uri::Scheme;
-    use poem::web::{LocalAddr, RemoteAddr};
-    use poem::{Endpoint, Route};
+    use poem::Route;
 
     use super::baseline::page;
     use super::poem_floor::answer;
 
     pub fn serve(addr: &str, dir: &Path) {
         let addr: std::net::SocketAddr = addr.parse().unwrap();
-        let app = Arc::new(
-            Route::new()
-                .at("/healthz", answer(page(dir, "healthz")))
-                .at("/", answer(page(dir, "home"))),
-        );
+        let app = Route::new()
+            .at("/healthz", answer(page(dir, "healthz")))
+            .at("/", answer(page(dir, "home")));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
             .unwrap();
         rt.block_on(async move {
             let listener = tokio::net::TcpListener::bind(addr).await.unwrap();
-            loop {
-                let Ok((stream, remote)) = listener.accept().await else {
-                    continue;
-                };
-                let app = app.clone();
-                tokio::spawn(async move {
-                    let local = LocalAddr(poem::Addr::SocketAddr(addr));
-                    let remote = RemoteAddr(poem::Addr::SocketAddr(remote));
-                    let svc = hyper::service::service_fn(move |req| {
-                        let app = app.clone();
-                        let local = local.clone();
-                        let remote = remote.clone();
-                        async move {
-                            let req: poem::Request = (req, local, remote, Scheme::HTTP).into();
-                            let resp = app.get_response(req).await;
-                            Ok::<hyper::Response<_>, Infallible>(resp.into())
-                        }
-                    });
-                    let _ = hyper::server::conn::http1::Builder::new()
-                        .serve_connection(hyper_util::rt::TokioIo::new(stream), svc)
-                        .await;
-                });
-            }
+            hello_oauth::server::serve(
+                listener,
+                app,
+                std::future::pending::<()>(),
+                Duration::from_secs(1),
+            )
+            .await
+            .unwrap();
         });
     }
 }
