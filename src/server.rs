@@ -1,13 +1,14 @@
 //! The accept loop: HTTP/1.1 on hyper, one task per connection, and a
 //! bounded drain on shutdown.
 //!
-//! `poem::Server` did this until session 7. It costs about 1.7k
-//! instructions per request on top of this loop (its HTTP/1-or-2 sniffing
-//! connection from hyper-util's `auto` builder, two cancellation tokens
-//! polled in a `select!` at every wake-up of every connection, the endpoint
-//! behind a `dyn` with its future boxed per request): 5 % of a `/healthz`
-//! answer, measured by the instructions bench (`poem_on_hyper` in
-//! `tests/bench/reference.rs` first, this module since; docs/performance.md).
+//! `poem::Server` did this until session 7. Its per-request work on top of
+//! this loop (its HTTP/1-or-2 sniffing connection from hyper-util's `auto`
+//! builder, two cancellation tokens polled in a `select!` at every wake-up
+//! of every connection, the endpoint behind a `dyn` with its future boxed
+//! per request) was 1.3k instructions of a `/healthz` answer (31.5k ->
+//! 30.2k; 1.3-1.7k in bare poem, `poem_on_hyper` in
+//! `tests/bench/reference.rs`), by the instructions bench
+//! (docs/performance.md).
 //! Here hyper's own HTTP/1.1 connection drives the endpoint directly, its
 //! future stored once per connection, and hyper-util's `GracefulShutdown`
 //! does the drain. The loop follows axum's `serve`: a connection error on
@@ -22,7 +23,6 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -89,7 +89,7 @@ where
         let service = Service {
             ep: ep.clone(),
             local: local.clone(),
-            remote,
+            remote: RemoteAddr(poem::Addr::SocketAddr(remote)),
         };
         let connection = graceful.watch(builder.serve_connection(
             TokioIo::new(stream),
@@ -115,11 +115,12 @@ where
 /// What poem's `Response` becomes for hyper.
 type ResponseBody = http_body_util::combinators::BoxBody<bytes::Bytes, io::Error>;
 
-/// One connection's view of the app.
+/// One connection's view of the app: the endpoint and the addresses every
+/// request on the connection is given.
 struct Service<E> {
     ep: Arc<E>,
     local: LocalAddr,
-    remote: SocketAddr,
+    remote: RemoteAddr,
 }
 
 impl<E: Endpoint<Output = Response> + 'static> Service<E> {
@@ -130,12 +131,7 @@ impl<E: Endpoint<Output = Response> + 'static> Service<E> {
         req: hyper::Request<hyper::body::Incoming>,
     ) -> impl Future<Output = Result<hyper::Response<ResponseBody>, Infallible>> + use<E> {
         let ep = self.ep.clone();
-        let req = Request::from((
-            req,
-            self.local.clone(),
-            RemoteAddr(poem::Addr::SocketAddr(self.remote)),
-            Scheme::HTTP,
-        ));
+        let req = Request::from((req, self.local.clone(), self.remote.clone(), Scheme::HTTP));
         async move { Ok(ep.get_response(req).await.into()) }
     }
 }
@@ -153,6 +149,7 @@ fn is_connection_error(e: &io::Error) -> bool {
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use std::net::SocketAddr;
     use std::time::Instant;
 
     use poem::EndpointExt as _;

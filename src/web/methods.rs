@@ -1,5 +1,6 @@
 //! A path's endpoints by method: what poem's `RouteMethod` does (HEAD
-//! answered through GET, without its body), plus the `Allow` header on a
+//! answered through GET, without its body, unless a path opts out with
+//! [`Methods::without_head`]), plus the `Allow` header on a
 //! 405, which RFC 9110 (section 15.5.6) requires and `RouteMethod` does not
 //! send. The pages ([`super::app`]) and the API's table of plain paths
 //! ([`super::api`]) are both answered through it, so a page and an
@@ -52,12 +53,7 @@ impl Methods {
     }
 
     fn with(methods: Vec<(Method, BoxEndpoint<'static>)>, head_through_get: bool) -> Methods {
-        let names = methods.iter().map(|(m, _)| m);
-        let allow = if head_through_get {
-            allow_value(names)
-        } else {
-            allow_value_as_is(names)
-        };
+        let allow = allow_of(methods.iter().map(|(m, _)| m), head_through_get);
         Methods {
             methods,
             head_through_get,
@@ -201,22 +197,19 @@ impl ExactPath {
 /// An `Allow` value: the methods in alphabetical order, each once, with
 /// HEAD wherever GET is (poem answers HEAD through GET).
 pub fn allow_value<'a>(methods: impl IntoIterator<Item = &'a Method>) -> HeaderValue {
+    allow_of(methods, true)
+}
+
+/// The methods in alphabetical order, each once; with `head_with_get`,
+/// HEAD added wherever GET is.
+fn allow_of<'a>(methods: impl IntoIterator<Item = &'a Method>, head_with_get: bool) -> HeaderValue {
     let mut names: Vec<&str> = Vec::new();
     for method in methods {
         names.push(method.as_str());
-        if *method == Method::GET {
+        if head_with_get && *method == Method::GET {
             names.push(Method::HEAD.as_str());
         }
     }
-    join_allow(names)
-}
-
-/// An `Allow` value of exactly these methods (HEAD only if listed).
-fn allow_value_as_is<'a>(methods: impl IntoIterator<Item = &'a Method>) -> HeaderValue {
-    join_allow(methods.into_iter().map(Method::as_str).collect())
-}
-
-fn join_allow(mut names: Vec<&str>) -> HeaderValue {
     names.sort_unstable();
     names.dedup();
     // Method names are tokens (RFC 9110), which are valid in a header value.
