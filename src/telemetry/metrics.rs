@@ -185,7 +185,6 @@ impl Metrics {
                 KeyValue::new("http.request.method", method),
                 KeyValue::new("http.route", route),
                 KeyValue::new("http.response.status_code", i64::from(status)),
-                KeyValue::new("http.response.status_class", status_class(status)),
             ],
         );
     }
@@ -302,18 +301,6 @@ pub fn method_label(method: &Method) -> &'static str {
         Method::CONNECT => "CONNECT",
         Method::TRACE => "TRACE",
         _ => "_OTHER",
-    }
-}
-
-/// `2xx`, `4xx`, ...: the label alerts usually want.
-pub fn status_class(status: u16) -> &'static str {
-    match status {
-        100..=199 => "1xx",
-        200..=299 => "2xx",
-        300..=399 => "3xx",
-        400..=499 => "4xx",
-        500..=599 => "5xx",
-        _ => "other",
     }
 }
 
@@ -635,7 +622,6 @@ mod tests {
             ("http_request_method", "GET"),
             ("http_route", "/healthz"),
             ("http_response_status_code", "200"),
-            ("http_response_status_class", "2xx"),
         ];
         assert_eq!(
             value(
@@ -699,15 +685,12 @@ mod tests {
     }
 
     #[test]
-    fn unknown_methods_and_odd_statuses_map_to_fixed_labels() {
+    fn unknown_methods_map_to_other() {
         assert_eq!(method_label(&Method::GET), "GET");
         assert_eq!(
             method_label(&Method::from_bytes(b"PROPFIND").unwrap()),
             "_OTHER"
         );
-        assert_eq!(status_class(204), "2xx");
-        assert_eq!(status_class(503), "5xx");
-        assert_eq!(status_class(999), "other");
     }
 
     #[test]
