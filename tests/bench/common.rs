@@ -55,6 +55,20 @@ pub fn oha() -> PathBuf {
     p
 }
 
+/// The wrk binary: `$WRK` or on `PATH` (Debian's package `wrk`; scripts/bench
+/// installs it).
+pub fn wrk() -> PathBuf {
+    if let Ok(p) = std::env::var("WRK") {
+        return PathBuf::from(p);
+    }
+    let found = std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|dir| Path::new(dir).join("wrk"))
+        .find(|p| p.exists());
+    found.expect("wrk not found: `apt-get install wrk` (scripts/bench does it as root) or set WRK")
+}
+
 /// One whole login through the fake wiki (`/login` -> the wiki approves ->
 /// `/oauth-callback`); checks that the home page greets the user and
 /// returns the session cookie as the browser holds it after that page.
