@@ -214,12 +214,12 @@ struct Load {
 ///
 /// Why two generators: on this 2-core machine oha, on its one core, tops
 /// out near 110k requests a second, below what the hyper baseline answers
-/// (wrk, written in C, drives it to 130k and more). A server the generator
-/// cannot keep busy idles between bursts and pays wake-ups that a busy one
-/// does not, and the faster the server the more of them: at saturation by
-/// oha the baseline's CPU per request was inflated and every ratio to it
-/// flattered the service (`/healthz` 77-82 %; 66-68 % under wrk on the
-/// same host and build, docs/performance.md).
+/// (wrk, written in C, drives it to 130k and more), so at saturation by oha
+/// the req/s column measured oha, not the server (92 % of the baseline by
+/// req/s against 82 % by CPU in one run of session 7). Under wrk the two
+/// columns agree. The CPU ratio, which the budgets use, came out the same
+/// under both in an interleaved A/B (docs/performance.md, "Why wrk at
+/// saturation").
 fn load(pid: u32, url: &str, cookie: Option<&str>, secs: u64, rate: Option<u32>) -> Load {
     match rate {
         Some(_) => load_args(pid, url, cookie, secs, rate, &[]),
