@@ -181,10 +181,8 @@ static BUILD_PREFIX: LazyLock<Option<Vec<u8>>> = LazyLock::new(|| {
         version: metrics::VERSION.into(),
         uptime_seconds: 0,
     };
-    let mut body = serde_json::to_vec(&health).ok()?;
-    body.strip_suffix(b"0}")?;
-    body.truncate(body.len() - 2);
-    Some(body)
+    let body = serde_json::to_vec(&health).ok()?;
+    Some(body.strip_suffix(b"0}")?.to_vec())
 });
 
 impl IntoResponse for HealthJson {

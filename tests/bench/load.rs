@@ -4,9 +4,8 @@
 //! generators (wrk at saturation, oha at a fixed rate) pinned to the other,
 //! next to a minimal hyper server built from this file that answers the
 //! same bytes, and prints every figure both absolute and as a ratio to that
-//! baseline. Budgets from
-//! docs/performance.md are checked at the end; the exit status says whether
-//! they held. Only loopback is used.
+//! baseline. Budgets from docs/performance.md are checked at the end; the
+//! exit status says whether they held. Only loopback is used.
 //!
 //! Flags: `--quick` (short runs, for a smoke test), `--duration SECS`,
 //! `--json PATH` (default target/bench/latest.json; the previous file is
@@ -227,6 +226,25 @@ fn load(pid: u32, url: &str, cookie: Option<&str>, secs: u64, rate: Option<u32>)
     }
 }
 
+/// Runs a load generator, reading the server `pid`'s CPU time (ns) around it.
+fn run_measured(pid: u32, mut cmd: Command, what: &str) -> (std::process::Output, u64) {
+    let cpu_before = cpu_ns(pid);
+    let out = cmd.output().unwrap_or_else(|e| panic!("{what} runs: {e}"));
+    let cpu_after = cpu_ns(pid);
+    assert!(
+        out.status.success(),
+        "{what} failed: {}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out, cpu_after.saturating_sub(cpu_before))
+}
+
+/// Server CPU µs per request, from the nanoseconds spent over a run.
+fn cpu_us_per_request(cpu_ns: u64, requests: u64) -> f64 {
+    cpu_ns as f64 / 1000.0 / requests.max(1) as f64
+}
+
 /// Saturation with wrk (one thread, 32 keep-alive connections), pinned to
 /// the load CPU; see [`load`].
 fn saturate(pid: u32, url: &str, cookie: Option<&str>, secs: u64) -> Load {
@@ -236,43 +254,16 @@ fn saturate(pid: u32, url: &str, cookie: Option<&str>, secs: u64) -> Load {
         cmd.args(["-H", &format!("Cookie: {c}")]);
     }
     cmd.arg(url);
-    let cpu_before = cpu_ns(pid);
-    let out = cmd.output().expect("wrk runs");
-    let cpu_after = cpu_ns(pid);
+    let (out, cpu) = run_measured(pid, cmd, "wrk");
     let text = String::from_utf8_lossy(&out.stdout);
-    assert!(
-        out.status.success(),
-        "wrk failed: {}{}",
-        text,
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let report = parse_wrk(&text).unwrap_or_else(|| panic!("unexpected wrk output:\n{text}"));
-    Load {
-        rps: report.rps,
-        cpu_us: cpu_after.saturating_sub(cpu_before) as f64
-            / 1000.0
-            / report.requests.max(1) as f64,
-        p50_ms: report.p50_ms,
-        p99_ms: report.p99_ms,
-        requests: report.requests,
-        errors: report.errors,
-        non_2xx: report.non_2xx,
-    }
+    let mut load = parse_wrk(&text).unwrap_or_else(|| panic!("unexpected wrk output:\n{text}"));
+    load.cpu_us = cpu_us_per_request(cpu, load.requests);
+    load
 }
 
-/// What one wrk run reported.
-#[derive(Debug, PartialEq)]
-struct WrkReport {
-    rps: f64,
-    requests: u64,
-    p50_ms: f64,
-    p99_ms: f64,
-    errors: u64,
-    non_2xx: u64,
-}
-
-/// Reads wrk's text report (`--latency`); None if a figure is missing.
-fn parse_wrk(text: &str) -> Option<WrkReport> {
+/// Reads wrk's text report (`--latency`) into a [`Load`] without its CPU
+/// figure; None if a figure is missing.
+fn parse_wrk(text: &str) -> Option<Load> {
     let duration_ms = |s: &str| -> Option<f64> {
         let at = s.find(|c: char| c.is_ascii_alphabetic())?;
         let (n, unit) = s.split_at(at);
@@ -285,29 +276,26 @@ fn parse_wrk(text: &str) -> Option<WrkReport> {
             _ => return None,
         })
     };
-    let mut report = WrkReport {
+    let mut load = Load {
         rps: f64::NAN,
-        requests: 0,
+        cpu_us: f64::NAN,
         p50_ms: f64::NAN,
         p99_ms: f64::NAN,
+        requests: 0,
         errors: 0,
         non_2xx: 0,
     };
-    let mut seen_requests = false;
-    for line in text.lines().map(str::trim) {
+    for line in text.lines() {
         let words: Vec<&str> = line.split_whitespace().collect();
         match words.as_slice() {
-            ["50%", d] => report.p50_ms = duration_ms(d)?,
-            ["99%", d] => report.p99_ms = duration_ms(d)?,
-            [n, "requests", "in", ..] => {
-                report.requests = n.parse().ok()?;
-                seen_requests = true;
-            }
-            ["Requests/sec:", n] => report.rps = n.parse().ok()?,
-            ["Non-2xx", "or", "3xx", "responses:", n] => report.non_2xx = n.parse().ok()?,
+            ["50%", d] => load.p50_ms = duration_ms(d)?,
+            ["99%", d] => load.p99_ms = duration_ms(d)?,
+            [n, "requests", "in", ..] => load.requests = n.parse().ok()?,
+            ["Requests/sec:", n] => load.rps = n.parse().ok()?,
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().ok()?,
+            // Socket errors: connect 0, read 0, write 0, timeout 0
             ["Socket", "errors:", rest @ ..] => {
-                // connect 0, read 0, write 0, timeout 0
-                report.errors = rest
+                load.errors = rest
                     .iter()
                     .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
                     .sum();
@@ -315,7 +303,7 @@ fn parse_wrk(text: &str) -> Option<WrkReport> {
             _ => {}
         }
     }
-    (seen_requests && report.rps.is_finite() && report.p99_ms.is_finite()).then_some(report)
+    (load.requests > 0 && load.rps.is_finite() && load.p99_ms.is_finite()).then_some(load)
 }
 
 /// `load` with extra oha arguments.
@@ -344,14 +332,7 @@ fn load_args(
         cmd.args(["-H", &format!("Cookie: {c}")]);
     }
     cmd.args(extra).arg(url);
-    let cpu_before = cpu_ns(pid);
-    let out = cmd.output().expect("oha runs");
-    let cpu_after = cpu_ns(pid);
-    assert!(
-        out.status.success(),
-        "oha failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let (out, cpu) = run_measured(pid, cmd, "oha");
     let v: Value = serde_json::from_slice(&out.stdout).expect("oha prints JSON");
     let summary = &v["summary"];
     let pct = |k: &str| v["latencyPercentiles"][k].as_f64().unwrap_or(f64::NAN) * 1000.0;
@@ -374,7 +355,7 @@ fn load_args(
         .unwrap_or(0);
     Load {
         rps: summary["requestsPerSec"].as_f64().unwrap_or(0.0),
-        cpu_us: cpu_after.saturating_sub(cpu_before) as f64 / 1000.0 / total.max(1) as f64,
+        cpu_us: cpu_us_per_request(cpu, total),
         p50_ms: pct("p50"),
         p99_ms: pct("p99"),
         requests: total,
