@@ -38,8 +38,12 @@ mod common;
 // The minimal hyper server and bare poem, answering the captured bytes.
 #[path = "reference.rs"]
 mod reference;
+// What a run measured, and wrk's report read into it.
+#[path = "report.rs"]
+mod report;
 use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};
-use reference::{baseline, poem_floor};
+use reference::{baseline, poem_on_hyper};
+use report::{Load, parse_wrk};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
 #[path = "flask.rs"]
@@ -56,7 +60,7 @@ fn main() {
         return;
     }
     if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
-        poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]));
         return;
     }
     // `cargo bench` passes `--bench`; ignore it and anything unknown.
@@ -153,7 +157,8 @@ fn start_service_probe(extra_env: &[(&str, String)], probe: &str) -> (Server, Du
 }
 
 /// Starts this bench's own server: `--serve-baseline` (hyper) or
-/// `--serve-poem-floor` (bare poem), answering the bytes in `dir`.
+/// `--serve-poem-floor` (bare poem's `Route` on the service's accept loop), answering
+/// the bytes in `dir`.
 fn start_baseline(dir: &Path, which: &str) -> Server {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
@@ -192,19 +197,6 @@ fn cpu_ns(pid: u32) -> u64 {
         }
     }
     sum
-}
-
-#[derive(Debug, Clone, Default)]
-struct Load {
-    rps: f64,
-    /// Server CPU time per request, in microseconds: unlike req/s, this
-    /// barely moves when other work shares the machine.
-    cpu_us: f64,
-    p50_ms: f64,
-    p99_ms: f64,
-    requests: u64,
-    errors: u64,
-    non_2xx: u64,
 }
 
 /// Loads the server `pid`: at a fixed `rate` with oha (16 connections,
@@ -259,51 +251,6 @@ fn saturate(pid: u32, url: &str, cookie: Option<&str>, secs: u64) -> Load {
     let mut load = parse_wrk(&text).unwrap_or_else(|| panic!("unexpected wrk output:\n{text}"));
     load.cpu_us = cpu_us_per_request(cpu, load.requests);
     load
-}
-
-/// Reads wrk's text report (`--latency`) into a [`Load`] without its CPU
-/// figure; None if a figure is missing.
-fn parse_wrk(text: &str) -> Option<Load> {
-    let duration_ms = |s: &str| -> Option<f64> {
-        let at = s.find(|c: char| c.is_ascii_alphabetic())?;
-        let (n, unit) = s.split_at(at);
-        let n: f64 = n.parse().ok()?;
-        Some(match unit {
-            "us" => n / 1000.0,
-            "ms" => n,
-            "s" => n * 1000.0,
-            "m" => n * 60_000.0,
-            _ => return None,
-        })
-    };
-    let mut load = Load {
-        rps: f64::NAN,
-        cpu_us: f64::NAN,
-        p50_ms: f64::NAN,
-        p99_ms: f64::NAN,
-        requests: 0,
-        errors: 0,
-        non_2xx: 0,
-    };
-    for line in text.lines() {
-        let words: Vec<&str> = line.split_whitespace().collect();
-        match words.as_slice() {
-            ["50%", d] => load.p50_ms = duration_ms(d)?,
-            ["99%", d] => load.p99_ms = duration_ms(d)?,
-            [n, "requests", "in", ..] => load.requests = n.parse().ok()?,
-            ["Requests/sec:", n] => load.rps = n.parse().ok()?,
-            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().ok()?,
-            // Socket errors: connect 0, read 0, write 0, timeout 0
-            ["Socket", "errors:", rest @ ..] => {
-                load.errors = rest
-                    .iter()
-                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
-                    .sum();
-            }
-            _ => {}
-        }
-    }
-    (load.requests > 0 && load.rps.is_finite() && load.p99_ms.is_finite()).then_some(load)
 }
 
 /// `load` with extra oha arguments.
@@ -628,7 +575,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         };
         if let Some(f) = floor_results.get(bpath).filter(|_| route.cookie.is_none()) {
             println!(
-                "{:<20} {:>9.0} {:>8} {:>9.2} {:>8}   (bare poem, one route, no middleware, same bytes as {bpath})",
+                "{:<20} {:>9.0} {:>8} {:>9.2} {:>8}   (bare poem on the service's accept loop, no middleware, same bytes as {bpath})",
                 "  poem floor",
                 f.rps,
                 pct(Some(f.rps / base.rps)),

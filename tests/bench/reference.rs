@@ -7,7 +7,9 @@
 /// Bare poem: the same bytes as the baseline from a `Route` with one
 /// endpoint per page, served by `poem::Server`, with no middleware. Not a
 /// budget: it shows how much of the gap to the hyper baseline is the
-/// framework's own, before any of hello-oauth's work.
+/// framework's own, before any of hello-oauth's work. The instructions bench
+/// measures it beside [`poem_on_hyper`]; the load bench runs only the latter.
+#[allow(dead_code)] // the load bench uses `answer` only
 pub mod poem_floor {
     use std::path::Path;
 
@@ -45,8 +47,9 @@ pub mod poem_floor {
 /// sniffing connection, the cancellation tokens it polls at every wake-up,
 /// the boxed endpoint), which the service stopped paying in session 7; it
 /// is the floor the service's own middleware and handlers are measured
-/// from (docs/performance.md).
-#[allow(dead_code)] // the load bench includes this file but does not run it
+/// from (docs/performance.md), and what the load bench calls bare poem: the
+/// same accept loop and socket options as the service, so the difference is
+/// the service's own work.
 pub mod poem_on_hyper {
     use std::path::Path;
     use std::time::Duration;
@@ -120,6 +123,11 @@ pub mod baseline {
                 let Ok((stream, _)) = listener.accept().await else {
                     continue;
                 };
+                // As the service's accept loop does: the same socket options
+                // mean the same kernel path. Without it this server cost
+                // 8.15 us per `/healthz` under wrk against 7.7 with it
+                // (session 9): Nagle's bookkeeping made the yardstick slower.
+                let _ = stream.set_nodelay(true);
                 tokio::spawn(async move {
                     let svc = service_fn(move |req: Request<hyper::body::Incoming>| async move {
                         let page = if req.uri().path() == "/healthz" {

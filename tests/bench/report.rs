@@ -1,0 +1,62 @@
+//! What one load run measured ([`Load`]) and wrk's text report read into
+//! it. Its own file so that the journeys binary can hold the parser to real
+//! wrk output (`tests/journeys/bench_report.rs`): the bench binaries have no
+//! test harness, and a `#[test]` in them would be dropped without a word.
+
+#[derive(Debug, Clone, Default)]
+pub struct Load {
+    pub rps: f64,
+    /// Server CPU time per request, in microseconds: unlike req/s, this
+    /// barely moves when other work shares the machine.
+    pub cpu_us: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    pub requests: u64,
+    pub errors: u64,
+    pub non_2xx: u64,
+}
+
+/// Reads wrk's text report (`--latency`) into a [`Load`] without its CPU
+/// figure; None if a figure is missing.
+pub fn parse_wrk(text: &str) -> Option<Load> {
+    let duration_ms = |s: &str| -> Option<f64> {
+        let at = s.find(|c: char| c.is_ascii_alphabetic())?;
+        let (n, unit) = s.split_at(at);
+        let n: f64 = n.parse().ok()?;
+        Some(match unit {
+            "us" => n / 1000.0,
+            "ms" => n,
+            "s" => n * 1000.0,
+            "m" => n * 60_000.0,
+            _ => return None,
+        })
+    };
+    let mut load = Load {
+        rps: f64::NAN,
+        cpu_us: f64::NAN,
+        p50_ms: f64::NAN,
+        p99_ms: f64::NAN,
+        requests: 0,
+        errors: 0,
+        non_2xx: 0,
+    };
+    for line in text.lines() {
+        let words: Vec<&str> = line.split_whitespace().collect();
+        match words.as_slice() {
+            ["50%", d] => load.p50_ms = duration_ms(d)?,
+            ["99%", d] => load.p99_ms = duration_ms(d)?,
+            [n, "requests", "in", ..] => load.requests = n.parse().ok()?,
+            ["Requests/sec:", n] => load.rps = n.parse().ok()?,
+            ["Non-2xx", "or", "3xx", "responses:", n] => load.non_2xx = n.parse().ok()?,
+            // Socket errors: connect 0, read 0, write 0, timeout 0
+            ["Socket", "errors:", rest @ ..] => {
+                load.errors = rest
+                    .iter()
+                    .filter_map(|w| w.trim_end_matches(',').parse::<u64>().ok())
+                    .sum();
+            }
+            _ => {}
+        }
+    }
+    (load.requests > 0 && load.rps.is_finite() && load.p99_ms.is_finite()).then_some(load)
+}
