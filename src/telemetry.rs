@@ -7,6 +7,9 @@
 pub mod json;
 pub mod metrics;
 
+use std::sync::OnceLock;
+
+use tracing_appender::non_blocking::ErrorCounter;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogFormat;
@@ -28,6 +31,21 @@ pub struct LogGuard {
 /// idle RSS for nothing.
 const QUEUED_LINES: usize = 8 * 1024;
 
+/// The installed writer's count of lines it dropped, queue full: set by the
+/// `init` that installs the process's subscriber (there is one per process,
+/// as there is one stdout).
+static DROPPED_LINES: OnceLock<ErrorCounter> = OnceLock::new();
+
+/// Log lines dropped so far because stdout did not keep up (0 before
+/// [`init`]). `hello_oauth_log_lines_dropped_total` reports it: the price of
+/// never blocking a request on stdout is that a long stall loses lines, and
+/// an operator reading the logs must be able to tell.
+pub fn dropped_log_lines() -> u64 {
+    DROPPED_LINES
+        .get()
+        .map_or(0, |counter| counter.dropped_lines() as u64)
+}
+
 /// Installs the global subscriber. Log lines are formatted on the request's
 /// thread but written by a dedicated thread through a buffer, so a request
 /// never waits on stdout (a pipe to the container runtime) and a burst costs
@@ -44,6 +62,7 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
             64 * 1024,
             std::io::stdout(),
         ));
+    let dropped = writer.error_counter();
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(writer);
@@ -54,6 +73,8 @@ pub fn init(filter: &str, format: LogFormat) -> anyhow::Result<LogGuard> {
         LogFormat::Text => builder.with_ansi(use_colour()).try_init(),
     };
     result.map_err(|e| anyhow::anyhow!("could not install the log subscriber: {e}"))?;
+    // Only the writer that was installed counts what the process drops.
+    let _ = DROPPED_LINES.set(dropped);
     Ok(LogGuard { _worker: guard })
 }
 

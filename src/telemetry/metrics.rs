@@ -67,6 +67,7 @@ struct Observed {
     _file_descriptors: ObservableUpDownCounter<i64>,
     _threads: ObservableUpDownCounter<i64>,
     _cpu_time: ObservableCounter<f64>,
+    _log_lines_dropped: ObservableCounter<u64>,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -356,12 +357,23 @@ fn observe_build_and_process(meter: &Meter) -> Observed {
             }
         })
         .build();
+    // Process-wide, as the log writer is (`telemetry::dropped_log_lines`).
+    let log_lines_dropped = meter
+        .u64_observable_counter("hello_oauth.log.lines_dropped")
+        .with_unit("{line}")
+        .with_description(
+            "Log lines dropped because stdout did not keep up (the writer's queue was full): \
+             while this grows, the logs are missing lines.",
+        )
+        .with_callback(|o| o.observe(crate::telemetry::dropped_log_lines(), &[]))
+        .build();
     Observed {
         _build_info: build_info,
         _memory: memory,
         _file_descriptors: file_descriptors,
         _threads: threads,
         _cpu_time: cpu_time,
+        _log_lines_dropped: log_lines_dropped,
     }
 }
 
@@ -656,6 +668,11 @@ mod tests {
         assert!(
             scrape.contains("target_info{service_name=\"test\""),
             "{scrape}"
+        );
+        // No subscriber in unit tests: nothing written, nothing dropped.
+        assert_eq!(
+            value(&scrape, "hello_oauth_log_lines_dropped_total", &[]),
+            Some(0.0)
         );
         if cfg!(target_os = "linux") {
             assert!(value(&scrape, "process_memory_usage_bytes", &[]).unwrap() > 1e6);

@@ -465,6 +465,7 @@ async fn a_scrape_has_http_build_and_process_series_under_semantic_convention_na
     assert_eq!(types["hello_oauth_login_started_total"], "counter");
     assert_eq!(types["hello_oauth_build_info"], "gauge");
     assert_eq!(types["process_cpu_time_seconds_total"], "counter");
+    assert_eq!(types["hello_oauth_log_lines_dropped_total"], "counter");
     let healthz = [
         ("http_request_method", "GET"),
         ("http_route", "/healthz"),

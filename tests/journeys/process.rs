@@ -495,3 +495,141 @@ fn the_running_service_answers_health_and_readiness_and_serves_metrics() {
     let (code, _) = running.wait(Duration::from_secs(10));
     assert_eq!(code, Some(0));
 }
+
+/// Sends `n` GETs of `path` on one keep-alive connection, pipelined in
+/// batches, and returns how many answers were 200.
+fn get_many(port: u16, path: &str, n: usize) -> usize {
+    const BATCH: usize = 500;
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(20)))
+        .unwrap();
+    let request = format!("GET {path} HTTP/1.1\r\nHost: localhost\r\n\r\n");
+    let mut ok = 0;
+    let mut sent = 0;
+    while sent < n {
+        let batch = BATCH.min(n - sent);
+        stream.write_all(request.repeat(batch).as_bytes()).unwrap();
+        sent += batch;
+        // Every answer to /healthz ends its body with `}`, once.
+        let mut seen = Vec::new();
+        let mut buf = [0u8; 64 * 1024];
+        while seen.iter().filter(|&&b| b == b'}').count() < batch {
+            let read = stream.read(&mut buf).expect("the answers come");
+            assert!(read > 0, "the connection closed early");
+            seen.extend_from_slice(&buf[..read]);
+        }
+        ok += String::from_utf8_lossy(&seen)
+            .matches("HTTP/1.1 200 OK\r\n")
+            .count();
+    }
+    ok
+}
+
+/// `hello_oauth_log_lines_dropped_total` from a Prometheus scrape.
+fn dropped_lines(scrape: &str) -> u64 {
+    scrape
+        .lines()
+        .find(|l| l.starts_with("hello_oauth_log_lines_dropped_total{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .unwrap_or_else(|| panic!("no dropped-lines series in:\n{scrape}"))
+        .parse()
+        .expect("a count")
+}
+
+#[test]
+fn log_lines_lost_to_a_stalled_stdout_are_counted_exactly() {
+    // The service never waits on stdout: when nothing reads it, lines queue
+    // (8,192), then are dropped. Here nothing reads it during a flood of
+    // requests; every access line missing from stdout afterwards must be in
+    // the counter, and no more.
+    let mut child = command(
+        &["serve"],
+        &[
+            ("PORT", "0"),
+            ("TOOL_BIND_ADDRESS", "127.0.0.1"),
+            ("TOOL_OAUTH_MWURI", NO_WIKI),
+            // No wiki probe: its warnings would be lines the count below
+            // cannot place.
+            ("TOOL_READINESS_INTERVAL_SECONDS", "0"),
+        ],
+    )
+    .stdout(Stdio::piped())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("the binary starts");
+    let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
+    let port: u16 = loop {
+        let mut line = String::new();
+        assert!(stdout.read_line(&mut line).unwrap() > 0, "no start-up line");
+        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
+        if json["message"] == "hello-oauth started" {
+            let addr = json["address"].as_str().expect("address").to_owned();
+            break addr.rsplit(':').next().unwrap().parse().unwrap();
+        }
+    };
+    let mut scrapes = 0;
+    let mut scrape = || {
+        scrapes += 1;
+        dropped_lines(&get(port, "/metrics"))
+    };
+    assert_eq!(scrape(), 0);
+
+    // More lines than the queue, the writer's buffer and the pipe hold.
+    const FLOOD: usize = 12_000;
+    assert_eq!(get_many(port, "/healthz", FLOOD), FLOOD);
+    let while_stalled = scrape();
+    assert!(
+        while_stalled > 0,
+        "{FLOOD} lines into a stalled stdout, none dropped"
+    );
+
+    // Read stdout from now on; once the queue has drained, nothing more is
+    // dropped.
+    let reader = std::thread::spawn(move || {
+        stdout
+            .lines()
+            .map_while(Result::ok)
+            .collect::<Vec<String>>()
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let drained = loop {
+        std::thread::sleep(Duration::from_millis(200));
+        let first = scrape();
+        let second = scrape();
+        if first == second {
+            break second;
+        }
+        assert!(Instant::now() < deadline, "lines are still being dropped");
+    };
+    assert!(drained >= while_stalled);
+    let scrapes = scrapes;
+
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok);
+    assert_eq!(child.wait().expect("exit").code(), Some(0));
+    let lines = reader.join().expect("the reader");
+    let access = |route: &str| {
+        lines
+            .iter()
+            .filter(|l| {
+                l.contains(r#""target":"access""#) && l.contains(&format!(r#""route":"{route}""#))
+            })
+            .count()
+    };
+    // Every access line of the flood and of the scrapes is either on stdout
+    // or counted as dropped, to the line (the start-up lines were read
+    // before, and nothing else logs meanwhile).
+    let healthz = access("/healthz");
+    let metrics = access("/metrics");
+    assert!(healthz < FLOOD, "every line arrived: nothing was dropped");
+    assert_eq!(
+        healthz as u64 + metrics as u64 + drained,
+        (FLOOD + scrapes) as u64,
+        "{healthz} /healthz and {metrics} /metrics lines read, {drained} dropped"
+    );
+}
