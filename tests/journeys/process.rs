@@ -25,6 +25,20 @@ fn command(args: &[&str], vars: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// `serve` on a free loopback port, with no wiki to reach, stdout piped,
+/// plus `vars`.
+fn serve_command(vars: &[(&str, &str)]) -> Command {
+    let mut all = vec![
+        ("PORT", "0"),
+        ("TOOL_BIND_ADDRESS", "127.0.0.1"),
+        ("TOOL_OAUTH_MWURI", NO_WIKI),
+    ];
+    all.extend_from_slice(vars);
+    let mut cmd = command(&["serve"], &all);
+    cmd.stdout(Stdio::piped());
+    cmd
+}
+
 struct Running {
     child: Child,
     port: u16,
@@ -35,14 +49,7 @@ struct Running {
 impl Running {
     /// Starts `serve` on a free loopback port and waits for the start-up line.
     fn start(vars: &[(&str, &str)]) -> Running {
-        let mut all = vec![
-            ("PORT", "0"),
-            ("TOOL_BIND_ADDRESS", "127.0.0.1"),
-            ("TOOL_OAUTH_MWURI", NO_WIKI),
-        ];
-        all.extend_from_slice(vars);
-        let mut child = command(&["serve"], &all)
-            .stdout(Stdio::piped())
+        let mut child = serve_command(vars)
             .stderr(Stdio::piped())
             .spawn()
             .expect("the binary starts");
@@ -373,19 +380,10 @@ fn text_logs_are_for_people() {
 
 impl Running {
     fn start_text() -> Running {
-        let mut child = command(
-            &["serve"],
-            &[
-                ("PORT", "0"),
-                ("TOOL_BIND_ADDRESS", "127.0.0.1"),
-                ("TOOL_OAUTH_MWURI", NO_WIKI),
-                ("LOG_FORMAT", "text"),
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        let mut child = serve_command(&[("LOG_FORMAT", "text")])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
         let stdout = child.stdout.take().unwrap();
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
@@ -543,21 +541,12 @@ fn log_lines_lost_to_a_stalled_stdout_are_counted_exactly() {
     // (8,192), then are dropped. Here nothing reads it during a flood of
     // requests; every access line missing from stdout afterwards must be in
     // the counter, and no more.
-    let mut child = command(
-        &["serve"],
-        &[
-            ("PORT", "0"),
-            ("TOOL_BIND_ADDRESS", "127.0.0.1"),
-            ("TOOL_OAUTH_MWURI", NO_WIKI),
-            // No wiki probe: its warnings would be lines the count below
-            // cannot place.
-            ("TOOL_READINESS_INTERVAL_SECONDS", "0"),
-        ],
-    )
-    .stdout(Stdio::piped())
-    .stderr(Stdio::null())
-    .spawn()
-    .expect("the binary starts");
+    // No wiki probe: its warnings would be lines the count below cannot
+    // place.
+    let mut child = serve_command(&[("TOOL_READINESS_INTERVAL_SECONDS", "0")])
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("the binary starts");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
     let port: u16 = loop {
         let mut line = String::new();
