@@ -701,8 +701,33 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         );
     }
 
+    // What the service's own work costs on top of the framework: its CPU
+    // per request as a share of bare poem's on the same accept loop,
+    // through the baseline both were measured against. Not a budget: the
+    // figure the budget decision in docs/performance.md ("What would close
+    // the gaps") turns on.
+    let mut floor_shares = serde_json::Map::new();
+    for route in &routes {
+        let (Some(bpath), Some(ours)) = (route.baseline, ratio(route.name)) else {
+            continue;
+        };
+        if let Some(floor) = floor_efficiencies.get(bpath).map(|r| median(r.clone())) {
+            floor_shares.insert(route.name.to_owned(), json!(ours / floor));
+        }
+    }
+    if !floor_shares.is_empty() {
+        println!(
+            "\nshare of bare poem on the same accept loop (CPU per request; not a budget, \
+             docs/performance.md \"What would close the gaps\"):"
+        );
+        for (name, share) in &floor_shares {
+            println!("  {name:<20} {}", pct(share.as_f64()));
+        }
+    }
+
     let report = json!({
         "duration_seconds": secs,
+        "share_of_poem_floor": floor_shares,
         "routes": json_routes,
         "startup_ms": startup_ms,
         "login_cpu_us": login_cpu_us,
