@@ -31,16 +31,22 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// `$var` if set, else the first `name` on `PATH`.
+fn tool(var: &str, name: &str) -> Option<PathBuf> {
+    if let Ok(p) = std::env::var(var) {
+        return Some(PathBuf::from(p));
+    }
+    std::env::var("PATH")
+        .unwrap_or_default()
+        .split(':')
+        .map(|dir| Path::new(dir).join(name))
+        .find(|p| p.exists())
+}
+
 /// The oha binary: `$OHA`, on `PATH`, or in cargo's bin directory.
 pub fn oha() -> PathBuf {
-    if let Ok(p) = std::env::var("OHA") {
-        return PathBuf::from(p);
-    }
-    for dir in std::env::var("PATH").unwrap_or_default().split(':') {
-        let p = Path::new(dir).join("oha");
-        if p.exists() {
-            return p;
-        }
+    if let Some(p) = tool("OHA", "oha") {
+        return p;
     }
     let home = std::env::var("CARGO_HOME")
         .map(PathBuf::from)
@@ -58,15 +64,8 @@ pub fn oha() -> PathBuf {
 /// The wrk binary: `$WRK` or on `PATH` (Debian's package `wrk`; scripts/bench
 /// installs it).
 pub fn wrk() -> PathBuf {
-    if let Ok(p) = std::env::var("WRK") {
-        return PathBuf::from(p);
-    }
-    let found = std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|dir| Path::new(dir).join("wrk"))
-        .find(|p| p.exists());
-    found.expect("wrk not found: `apt-get install wrk` (scripts/bench does it as root) or set WRK")
+    tool("WRK", "wrk")
+        .expect("wrk not found: `apt-get install wrk` (scripts/bench does it as root) or set WRK")
 }
 
 /// One whole login through the fake wiki (`/login` -> the wiki approves ->

@@ -706,22 +706,21 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     // through the baseline both were measured against. Not a budget: the
     // figure the budget decision in docs/performance.md ("What would close
     // the gaps") turns on.
-    let mut floor_shares = serde_json::Map::new();
-    for route in &routes {
-        let (Some(bpath), Some(ours)) = (route.baseline, ratio(route.name)) else {
-            continue;
-        };
-        if let Some(floor) = floor_efficiencies.get(bpath).map(|r| median(r.clone())) {
-            floor_shares.insert(route.name.to_owned(), json!(ours / floor));
-        }
-    }
+    let floor_shares: BTreeMap<&str, f64> = routes
+        .iter()
+        .filter_map(|route| {
+            let ours = ratio(route.name)?;
+            let floor = median(floor_efficiencies.get(route.baseline?)?.clone());
+            Some((route.name, ours / floor))
+        })
+        .collect();
     if !floor_shares.is_empty() {
         println!(
             "\nshare of bare poem on the same accept loop (CPU per request; not a budget, \
              docs/performance.md \"What would close the gaps\"):"
         );
         for (name, share) in &floor_shares {
-            println!("  {name:<20} {}", pct(share.as_f64()));
+            println!("  {name:<20} {}", pct(Some(*share)));
         }
     }
 

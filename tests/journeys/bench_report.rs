@@ -2,7 +2,6 @@
 //! output: a report it misreads would put a wrong figure beside a budget.
 
 #[path = "../bench/report.rs"]
-#[allow(dead_code)] // the bench uses `Load`'s Clone and Default
 mod report;
 
 use report::parse_wrk;

@@ -39,6 +39,27 @@ fn serve_command(vars: &[(&str, &str)]) -> Command {
     cmd
 }
 
+/// The port of the start-up line (`hello-oauth started`), None for any
+/// other line; panics on a line that is not JSON.
+fn started_on(line: &str) -> Option<u16> {
+    let json: serde_json::Value = serde_json::from_str(line).expect("log lines are JSON");
+    if json["message"] != "hello-oauth started" {
+        return None;
+    }
+    let addr = json["address"].as_str().expect("address");
+    Some(addr.rsplit(':').next().unwrap().parse().unwrap())
+}
+
+/// Sends SIGTERM, as Kubernetes does.
+fn sigterm(child: &Child) {
+    let ok = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .expect("kill runs")
+        .success();
+    assert!(ok);
+}
+
 struct Running {
     child: Child,
     port: u16,
@@ -68,11 +89,10 @@ impl Running {
             let line = rx
                 .recv_timeout(deadline.saturating_duration_since(Instant::now()))
                 .expect("the service logs its start-up");
-            let json: serde_json::Value = serde_json::from_str(&line).expect("log lines are JSON");
+            let port = started_on(&line);
             seen.push(line);
-            if json["message"] == "hello-oauth started" {
-                let addr = json["address"].as_str().expect("address");
-                break addr.rsplit(':').next().unwrap().parse().unwrap();
+            if let Some(port) = port {
+                break port;
             }
         };
         Running {
@@ -84,12 +104,7 @@ impl Running {
     }
 
     fn sigterm(&self) {
-        let ok = Command::new("kill")
-            .args(["-TERM", &self.child.id().to_string()])
-            .status()
-            .expect("kill runs")
-            .success();
-        assert!(ok);
+        sigterm(&self.child);
     }
 
     /// Waits for the exit and returns its code plus every stdout line.
@@ -548,13 +563,11 @@ fn log_lines_lost_to_a_stalled_stdout_are_counted_exactly() {
         .spawn()
         .expect("the binary starts");
     let mut stdout = BufReader::new(child.stdout.take().expect("stdout"));
-    let port: u16 = loop {
+    let port = loop {
         let mut line = String::new();
         assert!(stdout.read_line(&mut line).unwrap() > 0, "no start-up line");
-        let json: serde_json::Value = serde_json::from_str(&line).expect("JSON");
-        if json["message"] == "hello-oauth started" {
-            let addr = json["address"].as_str().expect("address").to_owned();
-            break addr.rsplit(':').next().unwrap().parse().unwrap();
+        if let Some(port) = started_on(&line) {
+            break port;
         }
     };
     let mut scrapes = 0;
@@ -594,12 +607,7 @@ fn log_lines_lost_to_a_stalled_stdout_are_counted_exactly() {
     assert!(drained >= while_stalled);
     let scrapes = scrapes;
 
-    let ok = Command::new("kill")
-        .args(["-TERM", &child.id().to_string()])
-        .status()
-        .expect("kill runs")
-        .success();
-    assert!(ok);
+    sigterm(&child);
     assert_eq!(child.wait().expect("exit").code(), Some(0));
     let lines = reader.join().expect("the reader");
     let access = |route: &str| {
