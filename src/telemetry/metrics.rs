@@ -6,16 +6,18 @@
 //! Every label value is either a `&'static str` chosen by this crate or a
 //! route template from the route table: nothing a client sends can create a
 //! new series. Instruments are created once; recording a request costs a few
-//! atomic operations and a hash lookup, with no allocation for label values.
+//! atomic operations and a short scan of the series already bound
+//! ([`BoundRequests`]), with no allocation and no lock of the SDK's map.
 //! Nothing here touches `opentelemetry::global`.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicI64, Ordering};
 use std::time::Duration;
 
+use once_cell::race::OnceBox;
 use opentelemetry::metrics::{
-    Counter, Histogram, Meter, MeterProvider as _, ObservableCounter, ObservableGauge,
-    ObservableUpDownCounter,
+    BoundHistogram, Counter, Histogram, Meter, MeterProvider as _, ObservableCounter,
+    ObservableGauge, ObservableUpDownCounter,
 };
 use opentelemetry::{InstrumentationScope, KeyValue, Value};
 use opentelemetry_sdk::Resource;
@@ -50,6 +52,7 @@ pub struct Metrics {
     /// Kept alive: when the last clone goes, the pipeline shuts down.
     _provider: SdkMeterProvider,
     request_duration: Histogram<f64>,
+    bound_requests: Arc<BoundRequests>,
     active: Arc<ActiveRequests>,
     _active_requests: ObservableUpDownCounter<i64>,
     logins_started: Counter<u64>,
@@ -148,6 +151,7 @@ impl Metrics {
             registry,
             _provider: provider,
             request_duration,
+            bound_requests: Arc::new(BoundRequests::default()),
             active,
             _active_requests: active_requests,
             logins_started,
@@ -176,18 +180,18 @@ impl Metrics {
         status: u16,
         duration: Duration,
     ) {
-        let route = match route {
-            Some(r) => Value::String(r.clone().into()),
-            None => Value::String(UNMATCHED_ROUTE.into()),
-        };
-        self.request_duration.record(
-            duration.as_secs_f64(),
-            &[
-                KeyValue::new("http.request.method", method),
-                KeyValue::new("http.route", route),
-                KeyValue::new("http.response.status_code", i64::from(status)),
-            ],
-        );
+        let seconds = duration.as_secs_f64();
+        match self
+            .bound_requests
+            .series(&self.request_duration, method, route, status)
+        {
+            Some(series) => series.record(seconds),
+            // More series than the table holds: the SDK's own lookup, into
+            // the same series (bound and unbound share them).
+            None => self
+                .request_duration
+                .record(seconds, &request_attributes(method, route, status)),
+        }
     }
 
     /// A user was sent to the wiki to authorise the tool.
@@ -232,6 +236,112 @@ impl Metrics {
     /// The current values in Prometheus text format.
     pub fn render(&self) -> Result<String, prometheus::Error> {
         prometheus::TextEncoder::new().encode_to_string(&self.registry.gather())
+    }
+}
+
+/// The attributes of a request's duration: the HTTP semantic conventions'
+/// three.
+fn request_attributes(
+    method: &'static str,
+    route: Option<&Arc<str>>,
+    status: u16,
+) -> [KeyValue; 3] {
+    let route = match route {
+        Some(r) => Value::String(r.clone().into()),
+        None => Value::String(UNMATCHED_ROUTE.into()),
+    };
+    [
+        KeyValue::new("http.request.method", method),
+        KeyValue::new("http.route", route),
+        KeyValue::new("http.response.status_code", i64::from(status)),
+    ]
+}
+
+/// How many request series are bound; beyond them a request is recorded
+/// through the SDK's attribute lookup. The routes (about twenty) times the
+/// methods and statuses a tool really answers stay well below it.
+const BOUND_SERIES: usize = 64;
+
+/// The request histogram's series, each bound once
+/// (`Histogram::bind`, the OpenTelemetry SDK's bound instruments) on its
+/// first request, in the order they first appear.
+///
+/// An unbound `record` builds three `KeyValue`s, takes the read lock of the
+/// SDK's series map and SipHashes the attribute set to find the series,
+/// on every request: about 2k instructions of a 28k `/healthz` answer
+/// (docs/performance.md). A bound series is the series itself; finding it
+/// here is a scan of a few slots comparing a status, a method and a route
+/// template. Slots fill without a lock (`OnceBox`: two requests racing for
+/// an empty slot both bind, one keeps it, and the other goes on to the next
+/// slot, or uses the winner's when they were the same series).
+struct BoundRequests {
+    slots: [OnceBox<BoundRequest>; BOUND_SERIES],
+}
+
+impl Default for BoundRequests {
+    fn default() -> BoundRequests {
+        BoundRequests {
+            slots: std::array::from_fn(|_| OnceBox::new()),
+        }
+    }
+}
+
+impl std::fmt::Debug for BoundRequests {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let bound = self.slots.iter().take_while(|s| s.get().is_some()).count();
+        f.debug_struct("BoundRequests")
+            .field("bound", &bound)
+            .finish()
+    }
+}
+
+/// One bound series and its labels.
+struct BoundRequest {
+    status: u16,
+    method: &'static str,
+    route: Option<Arc<str>>,
+    histogram: BoundHistogram<f64>,
+}
+
+impl BoundRequest {
+    fn is(&self, method: &str, route: Option<&Arc<str>>, status: u16) -> bool {
+        self.status == status
+            && self.method == method
+            && match (&self.route, route) {
+                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
+                (None, None) => true,
+                _ => false,
+            }
+    }
+}
+
+impl BoundRequests {
+    /// The bound series of these labels, bound now if it is new; `None`
+    /// when every slot holds another series.
+    fn series(
+        &self,
+        histogram: &Histogram<f64>,
+        method: &'static str,
+        route: Option<&Arc<str>>,
+        status: u16,
+    ) -> Option<&BoundHistogram<f64>> {
+        for slot in &self.slots {
+            let taken = match slot.get() {
+                Some(taken) => taken,
+                None => slot.get_or_init(|| {
+                    Box::new(BoundRequest {
+                        status,
+                        method,
+                        route: route.cloned(),
+                        histogram: histogram.bind(&request_attributes(method, route, status)),
+                    })
+                }),
+            };
+            if taken.is(method, route, status) {
+                return Some(&taken.histogram);
+            }
+        }
+        None
     }
 }
 
@@ -654,6 +764,95 @@ mod tests {
             ),
             Some(1.0)
         );
+    }
+
+    #[test]
+    fn requests_beyond_the_bound_series_are_counted_in_their_own_series() {
+        let metrics = Metrics::new("test").unwrap();
+        let bound = |metrics: &Metrics| {
+            let slots = &metrics.bound_requests.slots;
+            slots.iter().filter(|s| s.get().is_some()).count()
+        };
+        // One series, one slot, whichever `Arc` carries its route.
+        for _ in 0..3 {
+            let route: Arc<str> = "/route/0".into();
+            metrics.request_finished("GET", Some(&route), 200, Duration::ZERO);
+        }
+        assert_eq!(bound(&metrics), 1);
+        let metrics = Metrics::new("test").unwrap();
+        let routes: Vec<Arc<str>> = (0..BOUND_SERIES + 20)
+            .map(|i| format!("/route/{i}").into())
+            .collect();
+        // Each series twice, the second time from a different `Arc` of the
+        // same template: labels are compared by value.
+        for route in &routes {
+            metrics.request_finished("GET", Some(route), 200, Duration::from_millis(1));
+        }
+        for route in &routes {
+            let copy: Arc<str> = (**route).into();
+            metrics.request_finished("GET", Some(&copy), 200, Duration::from_secs(2));
+        }
+        assert_eq!(bound(&metrics), BOUND_SERIES);
+        let scrape = metrics.render().unwrap();
+        for route in &routes {
+            let labels = [
+                ("http_route", &**route),
+                ("http_response_status_code", "200"),
+            ];
+            assert_eq!(
+                value(
+                    &scrape,
+                    "http_server_request_duration_seconds_count",
+                    &labels
+                ),
+                Some(2.0),
+                "{route}"
+            );
+            let sum = value(&scrape, "http_server_request_duration_seconds_sum", &labels);
+            assert!(
+                sum.is_some_and(|s| (s - 2.001).abs() < 1e-9),
+                "{route}: {sum:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn racing_requests_count_every_request_in_its_series() {
+        let metrics = Metrics::new("test").unwrap();
+        let routes: Vec<Arc<str>> = ["/a", "/b", "/c", "/d"].map(Arc::from).to_vec();
+        let statuses = [200, 404];
+        std::thread::scope(|scope| {
+            for thread in 0..8 {
+                let (metrics, routes) = (&metrics, &routes);
+                scope.spawn(move || {
+                    for i in 0..2_000 {
+                        let route = &routes[(i + thread) % routes.len()];
+                        let status = statuses[(i / routes.len() + thread) % 2];
+                        metrics.request_finished("GET", Some(route), status, Duration::ZERO);
+                    }
+                });
+            }
+        });
+        let scrape = metrics.render().unwrap();
+        let mut total = 0.0;
+        for route in &routes {
+            for status in statuses {
+                let status = status.to_string();
+                let labels = [
+                    ("http_route", &**route),
+                    ("http_response_status_code", &*status),
+                ];
+                let count = value(
+                    &scrape,
+                    "http_server_request_duration_seconds_count",
+                    &labels,
+                )
+                .unwrap_or_else(|| panic!("no series for {route} {status}"));
+                assert!(count > 0.0, "{route} {status}");
+                total += count;
+            }
+        }
+        assert_eq!(total, 16_000.0);
     }
 
     #[test]

@@ -169,7 +169,7 @@ impl Endpoint for LazyExplorer {
 /// The pages (paths without parameters, each with its methods), the
 /// document and the explorer, and the API's operations beside them: see
 /// [`Dispatch`].
-pub fn mount(pages: Vec<(&'static str, Methods)>) -> Dispatch<Route, ApiEndpoint> {
+pub fn mount(pages: Vec<(&'static str, Methods)>) -> Dispatch<Route> {
     let service = service();
     let mut prefixes: Vec<String> = Vec::new();
     for path in Api::meta().iter().flat_map(|api| api.paths.iter()) {
@@ -200,14 +200,14 @@ pub fn mount(pages: Vec<(&'static str, Methods)>) -> Dispatch<Route, ApiEndpoint
 /// router, its boxed future and the route template it formatted on every
 /// request (docs/performance.md). The API keeps its own route templates as
 /// the `http.route` label.
-pub struct Dispatch<R, A> {
+pub struct Dispatch<R> {
     pages: Vec<ExactPath>,
     routes: R,
-    api: A,
+    api: ApiEndpoint,
     prefixes: Vec<String>,
 }
 
-impl<R, A> std::fmt::Debug for Dispatch<R, A> {
+impl<R> std::fmt::Debug for Dispatch<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Dispatch")
             .field("pages", &self.pages)
@@ -216,7 +216,7 @@ impl<R, A> std::fmt::Debug for Dispatch<R, A> {
     }
 }
 
-impl<R, A> Dispatch<R, A> {
+impl<R> Dispatch<R> {
     fn is_api(&self, path: &str) -> bool {
         let under = |prefix: &str| {
             path.strip_prefix(prefix)
@@ -226,21 +226,31 @@ impl<R, A> Dispatch<R, A> {
     }
 }
 
-impl<R: Endpoint, A: Endpoint> Endpoint for Dispatch<R, A> {
+impl<R: Endpoint> Endpoint for Dispatch<R> {
     type Output = Response;
 
+    // The exact path is found here, for a page and for an operation of
+    // the table alike, and answered at this level: each `async` level
+    // between the front layer and the handler's boxed future keeps a copy
+    // of the `Request` (488 bytes) and moves its inner future, and the
+    // API's own level (`ApiEndpoint::call`) was one of them
+    // (docs/performance.md).
     async fn call(&self, req: Request) -> Result<Response> {
         let path = req.uri().path();
-        if self.is_api(path) {
-            return self.api.call(req).await.map(IntoResponse::into_response);
-        }
-        // A page by its exact path, as poem's router would find it, without
-        // its radix tree and its boxed level; the route template goes on
-        // the answer as the router puts it there.
-        let Some(page) = self.pages.iter().find(|p| p.path() == path) else {
-            return self.routes.call(req).await.map(IntoResponse::into_response);
+        let api = self.is_api(path);
+        // A page or a plain operation by its exact path, as poem's router
+        // would find it, without its radix tree and its boxed level; the
+        // route template goes on the answer as the router puts it there.
+        let exact = if api {
+            self.api.table.find(path)
+        } else {
+            self.pages.iter().find(|p| p.path() == path)
         };
-        page.call(req).await
+        match exact {
+            Some(exact) => exact.call(req).await,
+            None if api => self.api.service.call(req).await,
+            None => self.routes.call(req).await.map(IntoResponse::into_response),
+        }
     }
 }
 
@@ -512,7 +522,7 @@ mod tests {
             .uri(path.parse().unwrap())
             .finish();
         req.set_data(state.clone());
-        let _binding = sessions.attach(&mut req);
+        let _binding = sessions.attach(&mut req, false);
         match api.call(req).await {
             Ok(mut resp) => Answer::Ok {
                 status: resp.status().as_u16(),

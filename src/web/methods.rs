@@ -6,12 +6,11 @@
 //! ([`super::api`]) are both answered through it, so a page and an
 //! operation refuse a wrong method alike, each as an [`ExactPath`].
 
-use poem::endpoint::BoxEndpoint;
+use futures_util::future::BoxFuture;
+use poem::endpoint::{BoxEndpoint, DynEndpoint};
 use poem::error::MethodNotAllowedError;
 use poem::http::{HeaderValue, Method};
-use poem::{
-    Endpoint, EndpointExt, IntoEndpoint, IntoResponse, PathPattern, Request, Response, Result,
-};
+use poem::{Endpoint, EndpointExt, IntoEndpoint, PathPattern, Request, Response, Result};
 
 use super::middleware::AllowHeader;
 
@@ -123,12 +122,18 @@ impl Methods {
     }
 }
 
-impl Endpoint for Methods {
-    type Output = Response;
-
-    async fn call(&self, mut req: Request) -> Result<Response> {
+impl Methods {
+    /// Starts the endpoint of the request's method: its boxed future
+    /// (`DynEndpoint::call`), and `true` when it is GET answering a HEAD,
+    /// whose body [`without_body`] then drops; 405 with `Allow` when the
+    /// path has no endpoint for the method. Nothing is awaited here, so a
+    /// caller awaits the handler's future at its own level: `ep.call(req)`
+    /// would add two `async` levels of poem's (`Box<T>` and
+    /// `dyn DynEndpoint` as `Endpoint`), each with its own copy of the
+    /// request (docs/performance.md).
+    fn start(&self, mut req: Request) -> Result<(BoxFuture<'_, Result<Response>>, bool)> {
         if let Some(ep) = self.endpoint(req.method()) {
-            return ep.call(req).await.map(IntoResponse::into_response);
+            return Ok((DynEndpoint::call(&**ep, req), false));
         }
         // As poem's method router: HEAD is GET without the body.
         if req.method() == Method::HEAD
@@ -136,13 +141,29 @@ impl Endpoint for Methods {
             && let Some(get) = self.endpoint(&Method::GET)
         {
             req.set_method(Method::GET);
-            let mut resp = get.call(req).await?;
-            resp.set_body(());
-            return Ok(resp);
+            return Ok((DynEndpoint::call(&**get, req), true));
         }
         let mut err = poem::Error::from(MethodNotAllowedError);
         err.set_data(AllowHeader(self.allow.clone()));
         Err(err)
+    }
+}
+
+/// The answer of a GET that answered a HEAD (`head`) loses its body.
+fn without_body(head: bool, answer: Result<Response>) -> Result<Response> {
+    let mut resp = answer?;
+    if head {
+        resp.set_body(());
+    }
+    Ok(resp)
+}
+
+impl Endpoint for Methods {
+    type Output = Response;
+
+    async fn call(&self, req: Request) -> Result<Response> {
+        let (answer, head) = self.start(req)?;
+        without_body(head, answer.await)
     }
 }
 
@@ -177,7 +198,13 @@ impl ExactPath {
 
     /// Answers a request for this path.
     pub async fn call(&self, req: Request) -> Result<Response> {
-        match self.methods.call(req).await {
+        // The handler's own future, awaited at this level: no level of
+        // `Methods` or poem's boxing in between.
+        let answer = match self.methods.start(req) {
+            Ok((answer, head)) => without_body(head, answer.await),
+            Err(err) => Err(err),
+        };
+        match answer {
             Ok(mut resp) => {
                 if resp.data::<PathPattern>().is_none() {
                     resp.set_data(self.pattern.clone());

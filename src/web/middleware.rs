@@ -155,7 +155,7 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
         let result = match self.limits.admit(&mut req) {
             Admission::Refused(answer) => answer,
             Admission::Admitted(_permit) => {
-                let session = self.sessions.attach(&mut req);
+                let session = self.sessions.attach(&mut req, https);
                 // A handler that panics gets the panic page (and no session
                 // write); one past the deadline, a 503.
                 let served = AssertUnwindSafe(self.inner.call(req)).catch_unwind();

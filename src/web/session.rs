@@ -735,8 +735,10 @@ pub struct SessionBinding {
 
 impl SessionMiddleware {
     /// Makes the request's session available to its handlers (read from the
-    /// cookie on first use).
-    pub fn attach(&self, req: &mut Request) -> SessionBinding {
+    /// cookie on first use). `secure`: the request came over https
+    /// ([`is_https`], which the caller has already asked), so a cookie
+    /// written back is marked `Secure`.
+    pub fn attach(&self, req: &mut Request, secure: bool) -> SessionBinding {
         let cookie = find_cookie(req.headers(), COOKIE_NAME).map(str::to_owned);
         let had_cookie = cookie.is_some();
         let session = Session(Arc::new(Mutex::new(Inner {
@@ -750,7 +752,7 @@ impl SessionMiddleware {
         SessionBinding {
             session,
             had_cookie,
-            secure: is_https(req),
+            secure,
         }
     }
 
@@ -820,7 +822,8 @@ impl<E: Endpoint> Endpoint for SessionEndpoint<E> {
     type Output = Response;
 
     async fn call(&self, mut req: Request) -> Result<Response> {
-        let binding = self.sessions.attach(&mut req);
+        let https = is_https(&req);
+        let binding = self.sessions.attach(&mut req, https);
         let mut resp = self.inner.call(req).await?.into_response();
         self.sessions.write_back(binding, &mut resp);
         Ok(resp)
