@@ -58,5 +58,8 @@ pub fn parse_wrk(text: &str) -> Option<Load> {
             _ => {}
         }
     }
-    (load.requests > 0 && load.rps.is_finite() && load.p99_ms.is_finite()).then_some(load)
+    let read = [load.rps, load.p50_ms, load.p99_ms]
+        .iter()
+        .all(|figure| figure.is_finite());
+    (load.requests > 0 && read).then_some(load)
 }
