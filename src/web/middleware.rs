@@ -252,18 +252,20 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
             .request_finished(method_label, route.as_ref(), status, elapsed);
         let latency_ms = elapsed.as_secs_f64() * 1000.0;
         let route = route.as_deref().unwrap_or(UNMATCHED_ROUTE);
+        // Strings as `&str`, not `%Display`, and the message too as a
+        // `message` field rather than the macro's format string (which is
+        // recorded as `fmt::Arguments`, through `fmt`): recorded as they
+        // are. The line is the same, in JSON and in text.
         match failure {
             Some(error) => tracing::error!(
                 target: "access",
+                message = "request failed",
                 request_id = &*id.0, method = method.as_str(), route, status, latency_ms, bytes, error,
-                "request failed"
             ),
-            // Strings as `&str`, not `%Display`: recorded as they are,
-            // without a trip through `fmt`.
             None => tracing::info!(
                 target: "access",
+                message = "request",
                 request_id = &*id.0, method = method.as_str(), route, status, latency_ms, bytes,
-                "request"
             ),
         }
         Ok(resp)
