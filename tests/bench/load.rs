@@ -43,7 +43,7 @@ mod reference;
 mod report;
 use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};
 use reference::{baseline, poem_on_hyper};
-use report::{Load, parse_wrk};
+use report::{Load, parse_proc_stat, parse_wrk, steal_percent};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
 #[path = "flask.rs"]
@@ -462,6 +462,13 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         },
     ];
 
+    // The host's steal over the load runs, printed with the figures.
+    let proc_stat = || {
+        std::fs::read_to_string("/proc/stat")
+            .ok()
+            .and_then(|text| parse_proc_stat(&text))
+    };
+    let stat_before = proc_stat();
     let mut results = BTreeMap::new();
     let mut base_results = BTreeMap::new();
     let mut floor_results: BTreeMap<&str, Load> = BTreeMap::new();
@@ -516,6 +523,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         let sat = combine(&ours);
         results.insert(route.name, (sat, fixed));
     }
+    let stat_after = proc_stat();
     let loaded_rss = rss_mib(service.child.id());
     let loaded_pss = flask::pss_mib(service.child.id());
 
@@ -607,6 +615,13 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     }
     for (bpath, rounds) in &floor_efficiencies {
         spread(&format!("poem floor, same bytes as {bpath}"), rounds);
+    }
+    let host_steal = steal_percent(stat_before, stat_after);
+    if let Some(steal) = host_steal {
+        println!(
+            "  host steal during the load runs: {steal:.1} % of the VM's CPU time (/proc/stat): the \
+             more, the wider the rounds spread"
+        );
     }
     println!();
     println!(
@@ -742,6 +757,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
 
     let report = json!({
         "duration_seconds": secs,
+        "host_steal_percent": host_steal,
         "share_of_poem_floor": floor_shares,
         "routes": json_routes,
         "startup_ms": startup_ms,

@@ -63,3 +63,28 @@ pub fn parse_wrk(text: &str) -> Option<Load> {
         .all(|figure| figure.is_finite());
     (load.requests > 0 && read).then_some(load)
 }
+
+/// The VM's CPU time from `/proc/stat`'s first line, in clock ticks:
+/// `(steal, total)`. Steal is the time the host ran something else while
+/// this VM had work: the noise under every CPU ratio (docs/performance.md).
+/// Guest time is already counted in user and nice, so the total is the
+/// first eight columns.
+pub fn parse_proc_stat(text: &str) -> Option<(u64, u64)> {
+    let mut words = text.lines().next()?.split_whitespace();
+    if words.next()? != "cpu" {
+        return None;
+    }
+    let ticks: Vec<u64> = words
+        .map(|w| w.parse().ok())
+        .collect::<Option<Vec<u64>>>()?;
+    let columns = ticks.get(..8)?;
+    Some((columns[7], columns.iter().sum()))
+}
+
+/// Steal as a share of the VM's CPU time between two `/proc/stat` samples,
+/// in per cent; `None` when no time passed or a sample is missing.
+pub fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> Option<f64> {
+    let ((steal0, total0), (steal1, total1)) = (before?, after?);
+    let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
+    Some(steal1.checked_sub(steal0)? as f64 * 100.0 / total as f64)
+}

@@ -4,7 +4,7 @@
 #[path = "../bench/report.rs"]
 mod report;
 
-use report::parse_wrk;
+use report::{parse_proc_stat, parse_wrk, steal_percent};
 
 /// wrk 4.2 (Debian's), `-t1 -c4 --latency -d1s`, against the service.
 const HEALTHZ: &str = "\
@@ -78,4 +78,32 @@ fn a_report_missing_a_figure_is_refused_not_read_as_zero() {
     assert!(parse_wrk(&HEALTHZ.replace("4.61ms", "4.61h")).is_none());
     assert!(parse_wrk(&HEALTHZ.replace("24192.70", "fast")).is_none());
     assert!(parse_wrk("").is_none());
+}
+
+/// `/proc/stat` of this VM (Linux 6.1), two samples ten seconds apart.
+const STAT_BEFORE: &str = "cpu  485029 3539 53594 322567 2704 0 12283 11429 0 0\n\
+cpu0 242514 1769 26797 161283 1352 0 6141 5714 0 0\n";
+const STAT_AFTER: &str = "cpu  485530 3539 53600 324061 2704 0 12283 11929 0 0\n";
+
+#[test]
+fn host_steal_is_read_as_a_share_of_the_vms_time() {
+    assert_eq!(
+        parse_proc_stat(STAT_BEFORE),
+        Some((11429, 485029 + 3539 + 53594 + 322567 + 2704 + 12283 + 11429))
+    );
+    let share = steal_percent(parse_proc_stat(STAT_BEFORE), parse_proc_stat(STAT_AFTER));
+    // 2,501 ticks: 501 user, 6 system, 1,494 idle and 500 stolen.
+    let expected = 500.0 * 100.0 / (501.0 + 6.0 + 1494.0 + 500.0);
+    assert!(
+        share.is_some_and(|s| (s - expected).abs() < 1e-9),
+        "{share:?}"
+    );
+    // No time passed, a line that is not the total, or too few columns.
+    assert_eq!(
+        steal_percent(parse_proc_stat(STAT_AFTER), parse_proc_stat(STAT_AFTER)),
+        None
+    );
+    assert_eq!(parse_proc_stat("cpu0 1 2 3 4 5 6 7 8 0 0"), None);
+    assert_eq!(parse_proc_stat("cpu  1 2 3 4"), None);
+    assert_eq!(parse_proc_stat(""), None);
 }
