@@ -471,6 +471,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     let stat_before = proc_stat();
     let mut results = BTreeMap::new();
     let mut base_results = BTreeMap::new();
+    let mut base_fixed: BTreeMap<&str, Load> = BTreeMap::new();
     let mut floor_results: BTreeMap<&str, Load> = BTreeMap::new();
     // CPU ratios to the baseline, round by round (see ROUNDS).
     let mut efficiencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -493,6 +494,12 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         };
         let round_secs = (2 * secs / ROUNDS).max(1);
         let burl = format!("http://{}{}", baseline.addr, bpath);
+        // The baseline at the same rate, right after: a p99 at 1,000 req/s
+        // that the hyper server shares was the host's, not the service's.
+        base_fixed.insert(
+            route.name,
+            load(baseline.child.id(), &burl, None, secs, Some(1000)),
+        );
         let furl = format!("http://{}{}", floor.addr, bpath);
         let with_floor = !floor_results.contains_key(bpath);
         let (mut ours, mut base, mut bare) = (Vec::new(), Vec::new(), Vec::new());
@@ -568,6 +575,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
                 "requests": sat.requests + fixed.requests, "errors": errors,
                 "baseline_rps": base.map(|b| b.rps),
                 "baseline_cpu_us_per_request": base.map(|b| b.cpu_us),
+                "baseline_p99_ms_at_1000rps": base_fixed.get(route.name).map(|b| b.p99_ms),
                 "ratio_to_baseline": ratio,
                 "cpu_efficiency_vs_baseline": efficiency,
                 "cpu_efficiency_rounds": rounds,
@@ -575,9 +583,12 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         );
     }
     for (name, b) in &base_results {
+        let at_1k = base_fixed
+            .get(name)
+            .map_or_else(|| "-".into(), |f| format!("{:.3}", f.p99_ms));
         println!(
-            "{:<20} {:>9.0} {:>8} {:>9.2}   (minimal hyper server, same bytes as {name})",
-            "  baseline", b.rps, "", b.cpu_us
+            "{:<20} {:>9.0} {:>8} {:>9.2} {:>8} {:>8.3} {:>8.3} {:>8}   (minimal hyper server, same bytes as {name})",
+            "  baseline", b.rps, "", b.cpu_us, "", b.p50_ms, b.p99_ms, at_1k
         );
     }
     for route in &routes {
@@ -718,10 +729,13 @@ fn run(secs: u64, json_path: &Path) -> i32 {
                 fixed.p99_ms
             );
         } else {
+            let beside = base_fixed.get(name).map_or_else(String::new, |b| {
+                format!("; the hyper baseline's, right after: {:.2} ms", b.p99_ms)
+            });
             check(
                 fixed.p99_ms <= 5.0,
                 format!(
-                    "{name}: p99 at 1,000 req/s {:.2} ms (<= 5 ms)",
+                    "{name}: p99 at 1,000 req/s {:.2} ms (<= 5 ms){beside}",
                     fixed.p99_ms
                 ),
             );
