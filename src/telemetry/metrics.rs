@@ -286,15 +286,6 @@ impl Default for BoundRequests {
     }
 }
 
-impl std::fmt::Debug for BoundRequests {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let bound = self.slots.iter().take_while(|s| s.get().is_some()).count();
-        f.debug_struct("BoundRequests")
-            .field("bound", &bound)
-            .finish()
-    }
-}
-
 /// One bound series and its labels.
 struct BoundRequest {
     status: u16,
@@ -307,11 +298,7 @@ impl BoundRequest {
     fn is(&self, method: &str, route: Option<&Arc<str>>, status: u16) -> bool {
         self.status == status
             && self.method == method
-            && match (&self.route, route) {
-                (Some(a), Some(b)) => Arc::ptr_eq(a, b) || **a == **b,
-                (None, None) => true,
-                _ => false,
-            }
+            && self.route.as_deref() == route.map(|r| &**r)
     }
 }
 
@@ -712,6 +699,11 @@ mod tests {
         );
     }
 
+    /// The request histogram's count for the series with these labels.
+    fn request_count(scrape: &str, labels: &[(&str, &str)]) -> Option<f64> {
+        value(scrape, "http_server_request_duration_seconds_count", labels)
+    }
+
     #[test]
     fn requests_are_recorded_with_bounded_labels_and_active_ones_counted() {
         let metrics = Metrics::new("test").unwrap();
@@ -745,18 +737,10 @@ mod tests {
             ("http_route", "/healthz"),
             ("http_response_status_code", "200"),
         ];
+        assert_eq!(request_count(&scrape, &labels), Some(1.0));
         assert_eq!(
-            value(
+            request_count(
                 &scrape,
-                "http_server_request_duration_seconds_count",
-                &labels
-            ),
-            Some(1.0)
-        );
-        assert_eq!(
-            value(
-                &scrape,
-                "http_server_request_duration_seconds_count",
                 &[
                     ("http_route", "unmatched"),
                     ("http_request_method", "_OTHER")
@@ -799,15 +783,7 @@ mod tests {
                 ("http_route", &**route),
                 ("http_response_status_code", "200"),
             ];
-            assert_eq!(
-                value(
-                    &scrape,
-                    "http_server_request_duration_seconds_count",
-                    &labels
-                ),
-                Some(2.0),
-                "{route}"
-            );
+            assert_eq!(request_count(&scrape, &labels), Some(2.0), "{route}");
             let sum = value(&scrape, "http_server_request_duration_seconds_sum", &labels);
             assert!(
                 sum.is_some_and(|s| (s - 2.001).abs() < 1e-9),
@@ -821,38 +797,41 @@ mod tests {
         let metrics = Metrics::new("test").unwrap();
         let routes: Vec<Arc<str>> = ["/a", "/b", "/c", "/d"].map(Arc::from).to_vec();
         let statuses = [200, 404];
+        // Thread `t`'s `i`th request: every thread meets every series, in
+        // its own order, so the threads race for the empty slots.
+        let series = |t: usize, i: usize| (i + t) % routes.len() * 2 + (i / routes.len() + t) % 2;
+        let (threads, requests) = (8, 2_000);
         std::thread::scope(|scope| {
-            for thread in 0..8 {
+            for t in 0..threads {
                 let (metrics, routes) = (&metrics, &routes);
                 scope.spawn(move || {
-                    for i in 0..2_000 {
-                        let route = &routes[(i + thread) % routes.len()];
-                        let status = statuses[(i / routes.len() + thread) % 2];
+                    for i in 0..requests {
+                        let s = series(t, i);
+                        let (route, status) = (&routes[s / 2], statuses[s % 2]);
                         metrics.request_finished("GET", Some(route), status, Duration::ZERO);
                     }
                 });
             }
         });
-        let scrape = metrics.render().unwrap();
-        let mut total = 0.0;
-        for route in &routes {
-            for status in statuses {
-                let status = status.to_string();
-                let labels = [
-                    ("http_route", &**route),
-                    ("http_response_status_code", &*status),
-                ];
-                let count = value(
-                    &scrape,
-                    "http_server_request_duration_seconds_count",
-                    &labels,
-                )
-                .unwrap_or_else(|| panic!("no series for {route} {status}"));
-                assert!(count > 0.0, "{route} {status}");
-                total += count;
+        let mut expected = [0.0; 8];
+        for t in 0..threads {
+            for i in 0..requests {
+                expected[series(t, i)] += 1.0;
             }
         }
-        assert_eq!(total, 16_000.0);
+        let scrape = metrics.render().unwrap();
+        for (s, expected) in expected.iter().enumerate() {
+            let (route, status) = (&routes[s / 2], statuses[s % 2].to_string());
+            let labels = [
+                ("http_route", &**route),
+                ("http_response_status_code", &*status),
+            ];
+            assert_eq!(
+                request_count(&scrape, &labels),
+                Some(*expected),
+                "{route} {status}"
+            );
+        }
     }
 
     #[test]

@@ -10,7 +10,7 @@ use futures_util::future::BoxFuture;
 use poem::endpoint::{BoxEndpoint, DynEndpoint};
 use poem::error::MethodNotAllowedError;
 use poem::http::{HeaderValue, Method};
-use poem::{Endpoint, EndpointExt, IntoEndpoint, PathPattern, Request, Response, Result};
+use poem::{EndpointExt, IntoEndpoint, PathPattern, Request, Response, Result};
 
 use super::middleware::AllowHeader;
 
@@ -120,13 +120,11 @@ impl Methods {
             .find(|(m, _)| m == method)
             .map(|(_, ep)| ep)
     }
-}
 
-impl Methods {
     /// Starts the endpoint of the request's method: its boxed future
     /// (`DynEndpoint::call`), and `true` when it is GET answering a HEAD,
-    /// whose body [`without_body`] then drops; 405 with `Allow` when the
-    /// path has no endpoint for the method. Nothing is awaited here, so a
+    /// whose body the caller then drops; 405 with `Allow` when the path has
+    /// no endpoint for the method. Nothing is awaited here, so a
     /// caller awaits the handler's future at its own level: `ep.call(req)`
     /// would add two `async` levels of poem's (`Box<T>` and
     /// `dyn DynEndpoint` as `Endpoint`), each with its own copy of the
@@ -146,24 +144,6 @@ impl Methods {
         let mut err = poem::Error::from(MethodNotAllowedError);
         err.set_data(AllowHeader(self.allow.clone()));
         Err(err)
-    }
-}
-
-/// The answer of a GET that answered a HEAD (`head`) loses its body.
-fn without_body(head: bool, answer: Result<Response>) -> Result<Response> {
-    let mut resp = answer?;
-    if head {
-        resp.set_body(());
-    }
-    Ok(resp)
-}
-
-impl Endpoint for Methods {
-    type Output = Response;
-
-    async fn call(&self, req: Request) -> Result<Response> {
-        let (answer, head) = self.start(req)?;
-        without_body(head, answer.await)
     }
 }
 
@@ -201,7 +181,12 @@ impl ExactPath {
         // The handler's own future, awaited at this level: no level of
         // `Methods` or poem's boxing in between.
         let answer = match self.methods.start(req) {
-            Ok((answer, head)) => without_body(head, answer.await),
+            Ok((answer, head)) => answer.await.map(|mut resp| {
+                if head {
+                    resp.set_body(());
+                }
+                resp
+            }),
             Err(err) => Err(err),
         };
         match answer {
@@ -248,7 +233,7 @@ fn allow_of<'a>(methods: impl IntoIterator<Item = &'a Method>, head_with_get: bo
 mod tests {
     use super::*;
     use poem::http::StatusCode;
-    use poem::{RouteMethod, handler};
+    use poem::{Endpoint as _, RouteMethod, handler};
 
     #[handler]
     fn answer(method: Method) -> String {
@@ -262,6 +247,12 @@ mod tests {
         assert_eq!(allow_value(&[Method::POST]), "POST");
         assert_eq!(get(answer).post(answer).allow(), "GET, HEAD, POST");
         assert_eq!(get(answer).get(answer).allow(), "GET, HEAD");
+    }
+
+    /// The path `/` answered by `methods`, as the service answers a page or
+    /// an operation of the API's table.
+    fn at_root(methods: Methods) -> ExactPath {
+        ExactPath::new("/", methods)
     }
 
     /// What poem's `RouteMethod` answers, `Methods` answers too (status,
@@ -285,6 +276,7 @@ mod tests {
             (get(answer).head(answer), poem::get(answer).head(answer)),
         ];
         for (ours, theirs) in cases {
+            let ours = at_root(ours);
             let mut accepted = Vec::new();
             for method in &tried {
                 let request = || Request::builder().method(method.clone()).finish();
@@ -304,12 +296,17 @@ mod tests {
                         assert_eq!(a.status(), StatusCode::METHOD_NOT_ALLOWED, "{method}");
                         assert_eq!(a.status(), b.status(), "{method}");
                         let allow = a.data::<AllowHeader>().expect("an Allow header on 405");
-                        assert_eq!(&allow.0, ours.allow());
+                        assert_eq!(&allow.0, ours.methods.allow());
                     }
                     (a, b) => panic!("{method}: ours {:?}, poem's {:?}", a.is_ok(), b.is_ok()),
                 }
             }
-            assert_eq!(*ours.allow(), allow_value(&accepted), "{ours:?}");
+            assert_eq!(
+                *ours.methods.allow(),
+                allow_value(&accepted),
+                "{:?}",
+                ours.methods
+            );
         }
     }
 
@@ -319,6 +316,7 @@ mod tests {
             get(answer).without_head(),
             get(answer).without_head().post(answer),
         ] {
+            let ours = at_root(ours);
             let head = ours
                 .call(Request::builder().method(Method::HEAD).finish())
                 .await;
@@ -326,7 +324,7 @@ mod tests {
             assert_eq!(err.status(), StatusCode::METHOD_NOT_ALLOWED);
             let allow = &err.data::<AllowHeader>().unwrap().0;
             assert!(!allow.to_str().unwrap().contains("HEAD"), "{allow:?}");
-            assert_eq!(allow, ours.allow());
+            assert_eq!(allow, ours.methods.allow());
             let got = ours.call(Request::builder().finish()).await.unwrap();
             assert_eq!(got.into_body().into_string().await.unwrap(), "answered GET");
         }
@@ -335,7 +333,7 @@ mod tests {
         // A HEAD endpoint of its own still answers.
         let own = get(answer).head(answer).without_head();
         assert_eq!(own.allow(), "GET, HEAD");
-        let head = own
+        let head = at_root(own)
             .call(Request::builder().method(Method::HEAD).finish())
             .await
             .unwrap();
