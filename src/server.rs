@@ -132,7 +132,17 @@ impl<E: Endpoint<Output = Response> + 'static> Service<E> {
     ) -> impl Future<Output = Result<hyper::Response<ResponseBody>, Infallible>> + use<E> {
         let ep = self.ep.clone();
         let req = Request::from((req, self.local.clone(), self.remote.clone(), Scheme::HTTP));
-        async move { Ok(ep.get_response(req).await.into()) }
+        // `call` and not `get_response`: the latter is one more `async`
+        // level, with one more copy of the `Request` in its state, around
+        // a future that is copied into hyper's connection on every request
+        // (docs/performance.md, "Hot-path choices").
+        async move {
+            let resp = match ep.call(req).await {
+                Ok(resp) => resp,
+                Err(err) => err.into_response(),
+            };
+            Ok(resp.into())
+        }
     }
 }
 

@@ -12,9 +12,12 @@
 //! [`Api`]: `ops` (health, readiness, metrics) and `auth` (`/api/v1/me`,
 //! `/api/v1/userinfo`).
 
+use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
-use poem::endpoint::BoxEndpoint;
+use futures_util::future::{BoxFuture, Either};
+
+use poem::endpoint::{BoxEndpoint, DynEndpoint};
 use poem::http::{HeaderValue, Method, StatusCode, header};
 use poem::{Endpoint, EndpointExt, IntoEndpoint, IntoResponse, Request, Response, Result, Route};
 use poem_openapi::registry::{MetaApi, MetaParamIn};
@@ -230,12 +233,15 @@ impl<R: Endpoint> Endpoint for Dispatch<R> {
     type Output = Response;
 
     // The exact path is found here, for a page and for an operation of
-    // the table alike, and answered at this level: each `async` level
-    // between the front layer and the handler's boxed future keeps a copy
-    // of the `Request` (488 bytes) and moves its inner future, and the
-    // API's own level (`ApiEndpoint::call`) was one of them
-    // (docs/performance.md).
-    async fn call(&self, req: Request) -> Result<Response> {
+    // the table alike, and the handler's future is made here, before this
+    // level's own: not an `async fn`, which would keep the `Request` (488
+    // bytes) in its state for its whole life, beside the future it was
+    // moved into (docs/performance.md). The answer is that future itself
+    // (`Left`), or for what the table does not hold, a boxed one (`Right`):
+    // poem-openapi's endpoint, whose future is boxed anyway, and poem's
+    // router for the document, the explorer and unknown paths, whose
+    // future (2 KB) would otherwise size every request's.
+    fn call(&self, req: Request) -> impl Future<Output = Result<Response>> + Send {
         let path = req.uri().path();
         let api = self.is_api(path);
         // A page or a plain operation by its exact path, as poem's router
@@ -247,9 +253,14 @@ impl<R: Endpoint> Endpoint for Dispatch<R> {
             self.pages.iter().find(|p| p.path() == path)
         };
         match exact {
-            Some(exact) => exact.call(req).await,
-            None if api => self.api.service.call(req).await,
-            None => self.routes.call(req).await.map(IntoResponse::into_response),
+            Some(exact) => Either::Left(exact.call(req)),
+            None if api => Either::Right(DynEndpoint::call(&*self.api.service, req)),
+            None => {
+                let routed: BoxFuture<'_, Result<Response>> = Box::pin(async move {
+                    self.routes.call(req).await.map(IntoResponse::into_response)
+                });
+                Either::Right(routed)
+            }
         }
     }
 }

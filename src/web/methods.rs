@@ -6,6 +6,8 @@
 //! ([`super::api`]) are both answered through it, so a page and an
 //! operation refuse a wrong method alike, each as an [`ExactPath`].
 
+use std::future::Future;
+
 use futures_util::future::BoxFuture;
 use poem::endpoint::{BoxEndpoint, DynEndpoint};
 use poem::error::MethodNotAllowedError;
@@ -176,31 +178,37 @@ impl ExactPath {
         &self.pattern.0
     }
 
-    /// Answers a request for this path.
-    pub async fn call(&self, req: Request) -> Result<Response> {
-        // The handler's own future, awaited at this level: no level of
-        // `Methods` or poem's boxing in between.
-        let answer = match self.methods.start(req) {
-            Ok((answer, head)) => answer.await.map(|mut resp| {
-                if head {
-                    resp.set_body(());
+    /// Answers a request for this path. The method's endpoint is started
+    /// here, before the future is made, so that the future holds the
+    /// handler's boxed future and not the `Request` too (an `async fn`
+    /// keeps its arguments for its whole life: docs/performance.md).
+    pub fn call(&self, req: Request) -> impl Future<Output = Result<Response>> + Send + '_ {
+        let started = self.methods.start(req);
+        async move {
+            // The handler's own future, awaited at this level: no level of
+            // `Methods` or poem's boxing in between.
+            let answer = match started {
+                Ok((answer, head)) => answer.await.map(|mut resp| {
+                    if head {
+                        resp.set_body(());
+                    }
+                    resp
+                }),
+                Err(err) => Err(err),
+            };
+            match answer {
+                Ok(mut resp) => {
+                    if resp.data::<PathPattern>().is_none() {
+                        resp.set_data(self.pattern.clone());
+                    }
+                    Ok(resp)
                 }
-                resp
-            }),
-            Err(err) => Err(err),
-        };
-        match answer {
-            Ok(mut resp) => {
-                if resp.data::<PathPattern>().is_none() {
-                    resp.set_data(self.pattern.clone());
+                Err(mut err) => {
+                    if err.data::<PathPattern>().is_none() {
+                        err.set_data(self.pattern.clone());
+                    }
+                    Err(err)
                 }
-                Ok(resp)
-            }
-            Err(mut err) => {
-                if err.data::<PathPattern>().is_none() {
-                    err.set_data(self.pattern.clone());
-                }
-                Err(err)
             }
         }
     }

@@ -17,15 +17,18 @@
 //! Folded into one, every request costs less CPU (docs/performance.md has
 //! the figures).
 
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
+use futures_util::future::CatchUnwind;
 use poem::PathPattern;
 use poem::error::NotFoundError;
-use poem::http::{HeaderName, HeaderValue, header};
+use poem::http::{HeaderName, HeaderValue, Method, header};
 use poem::middleware::PanicHandler as _;
 use poem::{Endpoint, IntoResponse, Middleware, Request, Response, Result};
 
@@ -33,8 +36,9 @@ use super::AppState;
 use super::errors;
 use super::limits::{Admission, Limits};
 use super::security;
-use super::session::SessionMiddleware;
+use super::session::{SessionBinding, SessionMiddleware};
 use crate::telemetry::metrics::{self, UNMATCHED_ROUTE};
+use tokio::sync::OwnedSemaphorePermit;
 
 /// Header carrying the request id, in and out.
 pub const REQUEST_ID_HEADER: &str = "x-request-id";
@@ -141,48 +145,159 @@ fn body_size(resp: &mut Response) -> Option<u64> {
 impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
     type Output = Response;
 
-    async fn call(&self, mut req: Request) -> Result<Response> {
+    // Not an `async fn`: everything before the handler is done here, at
+    // once, and the future returned holds the handler's future and a few
+    // words (`FrontFuture`). An `async fn` keeps its `Request` argument in
+    // its state for its whole life (the compiler does not overlap captured
+    // values with what they are moved into), so each `async` level between
+    // hyper and the handler was another 488 bytes, and hyper copies the
+    // whole future into its connection's slot on every request
+    // (docs/performance.md, "Hot-path choices").
+    fn call(&self, mut req: Request) -> impl Future<Output = Result<Response>> + Send {
         let start = Instant::now();
         let id = RequestId::from_request(&req);
         let method = req.method().clone();
         let method_label = metrics::method_label(&method);
-        let _active = self.state.metrics.request_started(method_label);
+        let active = self.state.metrics.request_started(method_label);
         let html = errors::wants_html(&req);
         let https = super::session::is_https(&req);
         req.set_data(id.clone());
         req.set_data(self.state.clone());
-
-        let result = match self.limits.admit(&mut req) {
-            Admission::Refused(answer) => answer,
-            Admission::Admitted(_permit) => {
+        let (served, refused) = match self.limits.admit(&mut req) {
+            Admission::Refused(answer) => (None, Some(answer)),
+            Admission::Admitted(permit) => {
                 let session = self.sessions.attach(&mut req, https);
                 // A handler that panics gets the panic page (and no session
                 // write); one past the deadline, a 503.
-                let served = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
-                let mut served = std::pin::pin!(served);
-                // Most handlers finish at their first poll: only one that
-                // does not gets a timer (`timeout` reads the clock and
-                // builds a timer entry, about 1k instructions, and moved
-                // the whole handler future into itself).
-                let outcome = match futures_util::poll!(served.as_mut()) {
-                    Poll::Ready(outcome) => Ok(outcome),
-                    Poll::Pending => {
-                        let deadline =
-                            tokio::time::Instant::from_std(start) + self.limits.deadline();
-                        tokio::time::timeout_at(deadline, served).await
-                    }
-                };
-                match outcome {
-                    Ok(Ok(Ok(resp))) => {
-                        let mut resp = resp.into_response();
-                        self.sessions.write_back(session, &mut resp);
-                        Ok(resp)
-                    }
-                    Ok(Ok(Err(err))) => Err(err),
-                    Ok(Err(panic)) => Ok(errors::PanicPage.get_response(panic).into_response()),
-                    Err(_) => Err(self.limits.timed_out()),
-                }
+                let handler = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
+                (Some((handler, permit, session)), None)
             }
+        };
+        let (handler, permit, session) = match served {
+            Some((handler, permit, session)) => (Some(handler), permit, Some(session)),
+            None => (None, None, None),
+        };
+        FrontFuture {
+            front: self,
+            request: Some(Started {
+                start,
+                id,
+                method,
+                method_label,
+                html,
+                https,
+                _active: active,
+                _permit: permit,
+                session,
+                refused,
+            }),
+            handler,
+            deadline: None,
+        }
+    }
+}
+
+/// What the front layer knows of a request before its handler runs, kept
+/// for the answer and the access-log line.
+struct Started<'a> {
+    start: Instant,
+    id: RequestId,
+    method: Method,
+    method_label: &'static str,
+    html: bool,
+    https: bool,
+    _active: metrics::ActiveRequest<'a>,
+    _permit: Option<OwnedSemaphorePermit>,
+    session: Option<SessionBinding>,
+    /// The limits' answer, when they refused the request.
+    refused: Option<Result<Response>>,
+}
+
+pin_project_lite::pin_project! {
+    /// The front layer's future: the handler's own, polled in place, and a
+    /// timer only once the handler has not answered at its first poll
+    /// (`timeout` reads the clock and builds a timer entry, about 1k
+    /// instructions, although the hot routes answer at their first poll).
+    struct FrontFuture<'a, E, F> {
+        front: &'a FrontEndpoint<E>,
+        request: Option<Started<'a>>,
+        #[pin]
+        handler: Option<CatchUnwind<AssertUnwindSafe<F>>>,
+        #[pin]
+        deadline: Option<tokio::time::Sleep>,
+    }
+}
+
+/// How the handler ended: its answer, its panic, or the deadline.
+type Outcome<T> = Option<std::thread::Result<Result<T>>>;
+
+impl<E: Endpoint, F: Future<Output = Result<E::Output>>> Future for FrontFuture<'_, E, F> {
+    type Output = Result<Response>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        let outcome: Outcome<E::Output> = match this.handler.as_mut().as_pin_mut() {
+            None => None,
+            Some(handler) => match handler.poll(cx) {
+                Poll::Ready(outcome) => Some(outcome),
+                Poll::Pending => {
+                    if this.deadline.is_none() {
+                        let started = this.request.as_ref().map_or_else(Instant::now, |r| r.start);
+                        let at =
+                            tokio::time::Instant::from_std(started) + this.front.limits.deadline();
+                        this.deadline.set(Some(tokio::time::sleep_until(at)));
+                    }
+                    match this.deadline.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                        Some(Poll::Ready(())) => None,
+                        _ => return Poll::Pending,
+                    }
+                }
+            },
+        };
+        // The handler is done (or given up): drop it before answering, as
+        // the `async` version dropped it at the end of its `match`.
+        this.handler.set(None);
+        match this.request.take() {
+            Some(request) => Poll::Ready(Ok(this.front.finish(request, outcome))),
+            // Polled again after it answered: a caller's bug.
+            None => Poll::Ready(Err(poem::Error::from_status(
+                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+            ))),
+        }
+    }
+}
+
+impl<E: Endpoint> FrontEndpoint<E> {
+    /// The answer to a request whose handler ended with `outcome` (`None`:
+    /// it ran past the deadline): the error pages, the security headers,
+    /// the request id, the metrics and the access-log line.
+    fn finish(&self, request: Started<'_>, outcome: Outcome<E::Output>) -> Response {
+        let Started {
+            start,
+            id,
+            method,
+            method_label,
+            html,
+            https,
+            _active,
+            _permit: permit,
+            session,
+            refused,
+        } = request;
+        // The concurrency slot is the handler's, not the log line's.
+        drop(permit);
+        let result = match (refused, outcome) {
+            (Some(answer), _) => answer,
+            (None, Some(Ok(Ok(resp)))) => {
+                let mut resp = resp.into_response();
+                if let Some(session) = session {
+                    self.sessions.write_back(session, &mut resp);
+                }
+                Ok(resp)
+            }
+            (None, Some(Ok(Err(err)))) => Err(err),
+            (None, Some(Err(panic))) => Ok(errors::PanicPage.get_response(panic).into_response()),
+            (None, None) => Err(self.limits.timed_out()),
         };
         let (mut resp, route, failure) = match result {
             Ok(resp) => {
@@ -268,7 +383,7 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
                 request_id = &*id.0, method = method.as_str(), route, status, latency_ms, bytes,
             ),
         }
-        Ok(resp)
+        resp
     }
 }
 

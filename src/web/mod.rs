@@ -74,3 +74,37 @@ pub fn app(state: Arc<AppState>) -> anyhow::Result<impl Endpoint<Output = Respon
     });
     Ok(routes.with(middleware::Front::new(state, limits, session)))
 }
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    /// hyper copies a request's whole future into its connection on every
+    /// request, so the future's size is paid per request (about one cache
+    /// miss per 64 bytes: docs/performance.md, "Where the time goes"). It
+    /// was 4.6 KB while every level was an `async fn` holding its own copy
+    /// of the `Request`; written by hand at the front layer and at the
+    /// dispatch it is under 0.5 KB. A new `async` level, or a handler
+    /// future no longer boxed, shows here before it shows in a benchmark.
+    #[test]
+    fn a_requests_future_stays_small() {
+        crate::install_crypto_provider();
+        let config = crate::config::Config::for_tests();
+        let state = Arc::new(AppState {
+            templates: templates::Templates::new().unwrap(),
+            started: Instant::now(),
+            http: crate::http::client(&config).unwrap(),
+            metrics: crate::telemetry::metrics::Metrics::new(&config.tool_name).unwrap(),
+            wiki_probe: Arc::new(crate::readiness::WikiProbe::new(None)),
+            config,
+        });
+        let app = app(state).unwrap();
+        let request = || poem::Request::builder().uri_str("/healthz").finish();
+        let front = std::mem::size_of_val(&app.call(request()));
+        assert!(
+            front <= 1024,
+            "the front layer's future is {front} bytes, over its 1 KiB budget"
+        );
+    }
+}
