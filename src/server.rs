@@ -137,10 +137,10 @@ impl<E: Endpoint<Output = Response> + 'static> Service<E> {
         // a future that is copied into hyper's connection on every request
         // (docs/performance.md, "Hot-path choices").
         async move {
-            let resp = match ep.call(req).await {
-                Ok(resp) => resp,
-                Err(err) => err.into_response(),
-            };
+            let resp = ep
+                .call(req)
+                .await
+                .unwrap_or_else(poem::Error::into_response);
             Ok(resp.into())
         }
     }

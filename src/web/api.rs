@@ -15,7 +15,8 @@
 use std::future::Future;
 use std::sync::{Arc, OnceLock};
 
-use futures_util::future::{BoxFuture, Either};
+use futures_util::FutureExt as _;
+use futures_util::future::Either;
 
 use poem::endpoint::{BoxEndpoint, DynEndpoint};
 use poem::http::{HeaderValue, Method, StatusCode, header};
@@ -255,12 +256,9 @@ impl<R: Endpoint> Endpoint for Dispatch<R> {
         match exact {
             Some(exact) => Either::Left(exact.call(req)),
             None if api => Either::Right(DynEndpoint::call(&*self.api.service, req)),
-            None => {
-                let routed: BoxFuture<'_, Result<Response>> = Box::pin(async move {
-                    self.routes.call(req).await.map(IntoResponse::into_response)
-                });
-                Either::Right(routed)
-            }
+            None => Either::Right(
+                async move { self.routes.call(req).await.map(IntoResponse::into_response) }.boxed(),
+            ),
         }
     }
 }
@@ -489,19 +487,6 @@ mod tests {
         assert!(allowed.for_path("/nowhere").is_none());
     }
 
-    fn state() -> Arc<crate::web::AppState> {
-        crate::install_crypto_provider();
-        let config = crate::config::Config::for_tests();
-        Arc::new(crate::web::AppState {
-            templates: crate::web::templates::Templates::new().unwrap(),
-            started: std::time::Instant::now(),
-            http: crate::http::client(&config).unwrap(),
-            metrics: crate::telemetry::metrics::Metrics::new(&config.tool_name).unwrap(),
-            wiki_probe: Arc::new(crate::readiness::WikiProbe::new(config.readiness_interval)),
-            config,
-        })
-    }
-
     /// What an answer is made of, as far as the front layer and the client
     /// can tell.
     #[derive(Debug, PartialEq)]
@@ -582,7 +567,7 @@ mod tests {
             table: Operations { paths: Vec::new() },
             service: service_endpoint(service()),
         };
-        let state = state();
+        let state = crate::web::AppState::for_tests();
         let mut compared = 0;
         for path in [
             "/healthz",

@@ -196,19 +196,25 @@ impl ExactPath {
                 }),
                 Err(err) => Err(err),
             };
-            match answer {
-                Ok(mut resp) => {
-                    if resp.data::<PathPattern>().is_none() {
-                        resp.set_data(self.pattern.clone());
-                    }
-                    Ok(resp)
+            self.labelled(answer)
+        }
+    }
+
+    /// The answer labelled with this path's template, for the metrics and
+    /// the access log, unless a handler below labelled it already.
+    fn labelled(&self, answer: Result<Response>) -> Result<Response> {
+        match answer {
+            Ok(mut resp) => {
+                if resp.data::<PathPattern>().is_none() {
+                    resp.set_data(self.pattern.clone());
                 }
-                Err(mut err) => {
-                    if err.data::<PathPattern>().is_none() {
-                        err.set_data(self.pattern.clone());
-                    }
-                    Err(err)
+                Ok(resp)
+            }
+            Err(mut err) => {
+                if err.data::<PathPattern>().is_none() {
+                    err.set_data(self.pattern.clone());
                 }
+                Err(err)
             }
         }
     }

@@ -17,7 +17,7 @@
 //! Folded into one, every request costs less CPU (docs/performance.md has
 //! the figures).
 
-use std::future::Future;
+use std::future::{Future, ready};
 use std::panic::AssertUnwindSafe;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -25,7 +25,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use futures_util::FutureExt as _;
-use futures_util::future::CatchUnwind;
+use futures_util::future::{CatchUnwind, Either};
 use poem::PathPattern;
 use poem::error::NotFoundError;
 use poem::http::{HeaderName, HeaderValue, Method, header};
@@ -157,42 +157,35 @@ impl<E: Endpoint> Endpoint for FrontEndpoint<E> {
         let start = Instant::now();
         let id = RequestId::from_request(&req);
         let method = req.method().clone();
-        let method_label = metrics::method_label(&method);
-        let active = self.state.metrics.request_started(method_label);
-        let html = errors::wants_html(&req);
-        let https = super::session::is_https(&req);
-        req.set_data(id.clone());
+        let active = self
+            .state
+            .metrics
+            .request_started(metrics::method_label(&method));
+        let started = Started {
+            start,
+            _active: active,
+            html: errors::wants_html(&req),
+            https: super::session::is_https(&req),
+            id: id.clone(),
+            method,
+        };
+        req.set_data(id);
         req.set_data(self.state.clone());
-        let (served, refused) = match self.limits.admit(&mut req) {
-            Admission::Refused(answer) => (None, Some(answer)),
+        match self.limits.admit(&mut req) {
+            // Refused: answered now, without a handler.
+            Admission::Refused(answer) => Either::Left(ready(Ok(self.finish(started, answer)))),
             Admission::Admitted(permit) => {
-                let session = self.sessions.attach(&mut req, https);
+                let session = self.sessions.attach(&mut req, started.https);
                 // A handler that panics gets the panic page (and no session
                 // write); one past the deadline, a 503.
                 let handler = AssertUnwindSafe(self.inner.call(req)).catch_unwind();
-                (Some((handler, permit, session)), None)
+                Either::Right(FrontFuture {
+                    front: self,
+                    request: Some((started, Serving { permit, session })),
+                    handler: Some(handler),
+                    deadline: None,
+                })
             }
-        };
-        let (handler, permit, session) = match served {
-            Some((handler, permit, session)) => (Some(handler), permit, Some(session)),
-            None => (None, None, None),
-        };
-        FrontFuture {
-            front: self,
-            request: Some(Started {
-                start,
-                id,
-                method,
-                method_label,
-                html,
-                https,
-                _active: active,
-                _permit: permit,
-                session,
-                refused,
-            }),
-            handler,
-            deadline: None,
         }
     }
 }
@@ -203,14 +196,17 @@ struct Started<'a> {
     start: Instant,
     id: RequestId,
     method: Method,
-    method_label: &'static str,
     html: bool,
     https: bool,
+    /// The in-flight gauge's count, until the log line is written.
     _active: metrics::ActiveRequest<'a>,
-    _permit: Option<OwnedSemaphorePermit>,
-    session: Option<SessionBinding>,
-    /// The limits' answer, when they refused the request.
-    refused: Option<Result<Response>>,
+}
+
+/// What an admitted request holds while its handler runs.
+struct Serving {
+    /// The concurrency slot (none for `/healthz`).
+    permit: Option<OwnedSemaphorePermit>,
+    session: SessionBinding,
 }
 
 pin_project_lite::pin_project! {
@@ -218,9 +214,10 @@ pin_project_lite::pin_project! {
     /// timer only once the handler has not answered at its first poll
     /// (`timeout` reads the clock and builds a timer entry, about 1k
     /// instructions, although the hot routes answer at their first poll).
+    /// `request` and `handler` are `None` once it has answered.
     struct FrontFuture<'a, E, F> {
         front: &'a FrontEndpoint<E>,
-        request: Option<Started<'a>>,
+        request: Option<(Started<'a>, Serving)>,
         #[pin]
         handler: Option<CatchUnwind<AssertUnwindSafe<F>>>,
         #[pin]
@@ -228,77 +225,78 @@ pin_project_lite::pin_project! {
     }
 }
 
-/// How the handler ended: its answer, its panic, or the deadline.
-type Outcome<T> = Option<std::thread::Result<Result<T>>>;
-
 impl<E: Endpoint, F: Future<Output = Result<E::Output>>> Future for FrontFuture<'_, E, F> {
     type Output = Result<Response>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
-        let outcome: Outcome<E::Output> = match this.handler.as_mut().as_pin_mut() {
-            None => None,
-            Some(handler) => match handler.poll(cx) {
-                Poll::Ready(outcome) => Some(outcome),
-                Poll::Pending => {
-                    if this.deadline.is_none() {
-                        let started = this.request.as_ref().map_or_else(Instant::now, |r| r.start);
-                        let at =
-                            tokio::time::Instant::from_std(started) + this.front.limits.deadline();
-                        this.deadline.set(Some(tokio::time::sleep_until(at)));
-                    }
-                    match this.deadline.as_pin_mut().map(|sleep| sleep.poll(cx)) {
-                        Some(Poll::Ready(())) => None,
-                        _ => return Poll::Pending,
-                    }
+        let (Some(handler), Some((started, _))) =
+            (this.handler.as_mut().as_pin_mut(), this.request.as_ref())
+        else {
+            return polled_after_answer();
+        };
+        // `None`: the deadline passed first.
+        let outcome = match handler.poll(cx) {
+            Poll::Ready(outcome) => Some(outcome),
+            Poll::Pending => {
+                if this.deadline.is_none() {
+                    let at = tokio::time::Instant::from_std(started.start)
+                        + this.front.limits.deadline();
+                    this.deadline.set(Some(tokio::time::sleep_until(at)));
                 }
-            },
+                match this.deadline.as_pin_mut().map(|sleep| sleep.poll(cx)) {
+                    Some(Poll::Ready(())) => None,
+                    _ => return Poll::Pending,
+                }
+            }
         };
         // The handler is done (or given up): drop it before answering, as
         // the `async` version dropped it at the end of its `match`.
         this.handler.set(None);
-        match this.request.take() {
-            Some(request) => Poll::Ready(Ok(this.front.finish(request, outcome))),
-            // Polled again after it answered: a caller's bug.
-            None => Poll::Ready(Err(poem::Error::from_status(
-                poem::http::StatusCode::INTERNAL_SERVER_ERROR,
-            ))),
-        }
+        let Some((started, Serving { permit, session })) = this.request.take() else {
+            return polled_after_answer();
+        };
+        // The concurrency slot is the handler's, not the log line's.
+        drop(permit);
+        let front = *this.front;
+        let result = match outcome {
+            Some(Ok(Ok(resp))) => {
+                let mut resp = resp.into_response();
+                front.sessions.write_back(session, &mut resp);
+                Ok(resp)
+            }
+            Some(Ok(Err(err))) => Err(err),
+            Some(Err(panic)) => Ok(errors::PanicPage.get_response(panic).into_response()),
+            None => Err(front.limits.timed_out()),
+        };
+        Poll::Ready(Ok(front.finish(started, result)))
     }
 }
 
+/// A `FrontFuture` polled again after it answered: a caller's bug, answered
+/// with a 500 rather than a panic.
+fn polled_after_answer() -> Poll<Result<Response>> {
+    Poll::Ready(Err(poem::Error::from_status(
+        poem::http::StatusCode::INTERNAL_SERVER_ERROR,
+    )))
+}
+
 impl<E: Endpoint> FrontEndpoint<E> {
-    /// The answer to a request whose handler ended with `outcome` (`None`:
-    /// it ran past the deadline): the error pages, the security headers,
-    /// the request id, the metrics and the access-log line.
-    fn finish(&self, request: Started<'_>, outcome: Outcome<E::Output>) -> Response {
+    /// The answer to a request, from its handler's or the limits' `result`:
+    /// the error pages, the security headers, the request id, the metrics
+    /// and the access-log line.
+    fn finish(&self, started: Started<'_>, result: Result<Response>) -> Response {
+        // `_active` is held to the end: the in-flight gauge counts the
+        // request until its log line is written.
         let Started {
             start,
             id,
             method,
-            method_label,
             html,
             https,
             _active,
-            _permit: permit,
-            session,
-            refused,
-        } = request;
-        // The concurrency slot is the handler's, not the log line's.
-        drop(permit);
-        let result = match (refused, outcome) {
-            (Some(answer), _) => answer,
-            (None, Some(Ok(Ok(resp)))) => {
-                let mut resp = resp.into_response();
-                if let Some(session) = session {
-                    self.sessions.write_back(session, &mut resp);
-                }
-                Ok(resp)
-            }
-            (None, Some(Ok(Err(err)))) => Err(err),
-            (None, Some(Err(panic))) => Ok(errors::PanicPage.get_response(panic).into_response()),
-            (None, None) => Err(self.limits.timed_out()),
-        };
+        } = started;
+        let method_label = metrics::method_label(&method);
         let (mut resp, route, failure) = match result {
             Ok(resp) => {
                 let mut resp = resp.into_response();
