@@ -49,16 +49,17 @@ mod reference;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // This binary, run under callgrind by itself, is the reference server.
+    let body_only = args.iter().any(|a| a == "--body-only");
     if let Some(pos) = args.iter().position(|a| a == "--serve-baseline") {
-        reference::baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        reference::baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
         return;
     }
     if let Some(pos) = args.iter().position(|a| a == "--serve-poem-on-hyper") {
-        reference::poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        reference::poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
         return;
     }
     if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
-        reference::poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        reference::poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
         return;
     }
     let requests: u64 = flag(&args, "--requests").map_or(2000, |s| s.parse().unwrap());
@@ -84,9 +85,10 @@ struct Client {
     request: Vec<u8>,
     /// Whether the last answer set a cookie.
     set_cookie: bool,
-    /// The last answer's body and content type.
+    /// The last answer's body.
     body: Vec<u8>,
-    content_type: String,
+    /// The last answer's header lines, `name: value` each.
+    head: String,
 }
 
 impl Client {
@@ -107,7 +109,7 @@ impl Client {
             request,
             set_cookie: false,
             body: Vec::new(),
-            content_type: String::new(),
+            head: String::new(),
         }
     }
 
@@ -119,6 +121,7 @@ impl Client {
         let status = line.split_whitespace().nth(1).unwrap().parse().unwrap();
         let mut length = 0usize;
         self.set_cookie = false;
+        self.head.clear();
         loop {
             line.clear();
             self.reader.read_line(&mut line).unwrap();
@@ -131,14 +134,11 @@ impl Client {
             {
                 length = value.trim().parse().unwrap();
             }
-            if let Some((name, value)) = header.split_once(':')
-                && name.eq_ignore_ascii_case("content-type")
-            {
-                value.trim().clone_into(&mut self.content_type);
-            }
             if header.to_ascii_lowercase().starts_with("set-cookie:") {
                 self.set_cookie = true;
             }
+            self.head.push_str(header);
+            self.head.push('\n');
         }
         self.body.resize(length, 0);
         self.reader.read_exact(&mut self.body).unwrap();
@@ -314,8 +314,7 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
             _ => None,
         };
         if let Some(file) = file {
-            std::fs::write(bodies.join(format!("{file}.body")), &client.body).unwrap();
-            std::fs::write(bodies.join(format!("{file}.type")), &client.content_type).unwrap();
+            reference::baseline::capture(&bodies, file, &client.head, &client.body);
         }
         println!(
             "{name:<34} {}",
@@ -331,14 +330,27 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     // poem::Server costs, and the floor the service's own work sits on.
     let me = std::env::current_exe().unwrap();
     let mut references = serde_json::Map::new();
-    for (label, flag, stem) in [
-        ("hyper baseline", "--serve-baseline", "baseline"),
-        ("bare poem", "--serve-poem-floor", "poem-floor"),
-        ("poem on hyper", "--serve-poem-on-hyper", "poem-on-hyper"),
+    for (label, flags, stem) in [
+        ("hyper baseline", &["--serve-baseline"][..], "baseline"),
+        (
+            "hyper, body only",
+            &["--serve-baseline", "--body-only"][..],
+            "baseline-body-only",
+        ),
+        ("bare poem", &["--serve-poem-floor"][..], "poem-floor"),
+        (
+            "poem on hyper",
+            &["--serve-poem-on-hyper"][..],
+            "poem-on-hyper",
+        ),
     ] {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut cmd = Command::new(&me);
-        cmd.arg(flag).arg(addr.to_string()).arg(&bodies);
+        // The flag's two arguments follow it; `--body-only` goes last.
+        cmd.arg(flags[0])
+            .arg(addr.to_string())
+            .arg(&bodies)
+            .args(&flags[1..]);
         let server = start_under_callgrind(cmd, &dir, stem, addr);
         let pid = server.child.id();
         for (route, path) in [("GET /healthz", "/healthz"), ("GET / (anonymous)", "/")] {

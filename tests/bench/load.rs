@@ -55,12 +55,13 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
+    let body_only = args.iter().any(|a| a == "--body-only");
     if let Some(pos) = args.iter().position(|a| a == "--serve-baseline") {
-        baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
         return;
     }
     if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
-        poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]));
+        poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
         return;
     }
     // `cargo bench` passes `--bench`; ignore it and anything unknown.
@@ -99,13 +100,6 @@ fn http_get(addr: SocketAddr, path: &str, cookie: Option<&str>) -> Option<(u16, 
     let head = String::from_utf8_lossy(&raw[..split]).into_owned();
     let status = head.split_whitespace().nth(1)?.parse().ok()?;
     Some((status, head, raw[split + 4..].to_vec()))
-}
-
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
-    head.lines().find_map(|l| {
-        let (k, v) = l.split_once(':')?;
-        k.eq_ignore_ascii_case(name).then(|| v.trim())
-    })
 }
 
 fn rss_mib(pid: u32) -> f64 {
@@ -158,8 +152,8 @@ fn start_service_probe(extra_env: &[(&str, String)], probe: &str) -> (Server, Du
 
 /// Starts this bench's own server: `--serve-baseline` (hyper) or
 /// `--serve-poem-floor` (bare poem's `Route` on the service's accept loop), answering
-/// the bytes in `dir`.
-fn start_baseline(dir: &Path, which: &str) -> Server {
+/// the bytes in `dir`; with `body_only`, the body and `content-type` alone.
+fn start_baseline(dir: &Path, which: &str, body_only: bool) -> Server {
     let port = free_port();
     let addr: SocketAddr = ([127, 0, 0, 1], port).into();
     let me = std::env::current_exe().unwrap();
@@ -167,6 +161,7 @@ fn start_baseline(dir: &Path, which: &str) -> Server {
         .arg(which)
         .arg(addr.to_string())
         .arg(dir)
+        .args(body_only.then_some("--body-only"))
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -419,18 +414,21 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     let login_cpu_us =
         cpu_ns(service.child.id()).saturating_sub(cpu_before) as f64 / 1000.0 / f64::from(logins);
 
-    // Capture the exact bytes the baseline must answer.
+    // Capture the exact bytes the baseline must answer: the body and the
+    // header lines (`reference::baseline::parse_head` leaves out what hyper
+    // writes itself).
     let dir = target_dir().join("bench/baseline-bodies");
     std::fs::create_dir_all(&dir).unwrap();
     for (name, path) in [("healthz", "/healthz"), ("home", "/")] {
         let (status, head, body) = http_get(service.addr, path, None).unwrap();
         assert_eq!(status, 200, "{path}");
-        std::fs::write(dir.join(format!("{name}.body")), &body).unwrap();
-        let ct = header(&head, "content-type").unwrap_or("text/plain");
-        std::fs::write(dir.join(format!("{name}.type")), ct).unwrap();
+        let lines = head.split_once('\n').map_or("", |(_, rest)| rest);
+        baseline::capture(&dir, name, lines, &body);
     }
-    let baseline = start_baseline(&dir, "--serve-baseline");
-    let floor = start_baseline(&dir, "--serve-poem-floor");
+    let baseline = start_baseline(&dir, "--serve-baseline", false);
+    let floor = start_baseline(&dir, "--serve-poem-floor", false);
+    // The yardstick until session 13: the body with `content-type` alone.
+    let body_only = start_baseline(&dir, "--serve-baseline", true);
 
     let routes = [
         Route {
@@ -484,6 +482,8 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     // CPU ratios to the baseline, round by round (see ROUNDS).
     let mut efficiencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     let mut floor_efficiencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    let mut body_only_results: BTreeMap<&str, Load> = BTreeMap::new();
+    let mut body_only_efficiencies: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
     for route in &routes {
         let url = format!("http://{}{}", service.addr, route.path);
         if http_get(service.addr, route.path, route.cookie.as_deref()).map(|r| r.0) != Some(200) {
@@ -509,8 +509,10 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             load(baseline.child.id(), &burl, None, secs, Some(1000)),
         );
         let furl = format!("http://{}{}", floor.addr, bpath);
+        let ourl = format!("http://{}{}", body_only.addr, bpath);
         let with_floor = !floor_results.contains_key(bpath);
-        let (mut ours, mut base, mut bare) = (Vec::new(), Vec::new(), Vec::new());
+        let (mut ours, mut base, mut bare, mut old) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             // Every other round in the other order (ABBA): whatever the
             // first run of a round leaves behind, in the caches or in the
@@ -521,9 +523,11 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             }
             base.push(load(baseline.child.id(), &burl, None, round_secs, None));
             // Bare poem answering the same bytes, once per page: what the
-            // framework alone costs on this machine.
+            // framework alone costs on this machine; and the body-only
+            // baseline, what the nine headers cost hyper.
             if with_floor {
                 bare.push(load(floor.child.id(), &furl, None, round_secs, None));
+                old.push(load(body_only.child.id(), &ourl, None, round_secs, None));
             }
             if !service_first {
                 ours.push(load(pid, &url, cookie, round_secs, None));
@@ -533,6 +537,8 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         if with_floor {
             floor_efficiencies.insert(bpath, round_ratios(&bare, &base));
             floor_results.insert(bpath, combine(&bare));
+            body_only_efficiencies.insert(bpath, round_ratios(&old, &base));
+            body_only_results.insert(bpath, combine(&old));
         }
         base_results.insert(route.name, combine(&base));
         let sat = combine(&ours);
@@ -613,6 +619,19 @@ fn run(secs: u64, json_path: &Path) -> i32 {
                 pct(floor_efficiencies.get(bpath).map(|r| median(r.clone())))
             );
         }
+        if let Some(o) = body_only_results
+            .get(bpath)
+            .filter(|_| route.cookie.is_none())
+        {
+            println!(
+                "{:<20} {:>9.0} {:>8} {:>9.2} {:>8}   (the minimal hyper server, same body as {bpath}, content-type its only header: the yardstick until session 13)",
+                "  body only",
+                o.rps,
+                pct(Some(o.rps / base.rps)),
+                o.cpu_us,
+                pct(body_only_efficiencies.get(bpath).map(|r| median(r.clone())))
+            );
+        }
     }
     println!(
         "\nThe second 'vs base' is the baseline's CPU time per request over ours: the \
@@ -634,6 +653,9 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     }
     for (bpath, rounds) in &floor_efficiencies {
         spread(&format!("poem floor, same bytes as {bpath}"), rounds);
+    }
+    for (bpath, rounds) in &body_only_efficiencies {
+        spread(&format!("body only, same body as {bpath}"), rounds);
     }
     let host_steal = steal_percent(stat_before, stat_after);
     if let Some(steal) = host_steal {
@@ -765,6 +787,26 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             Some((route.name, ours / floor))
         })
         .collect();
+    // The same figure against the body-only baseline, so that a run can be
+    // read beside those before session 13 (docs/performance.md, "The
+    // yardstick's bytes").
+    let body_only_shares: BTreeMap<&str, f64> = routes
+        .iter()
+        .filter_map(|route| {
+            let ours = ratio(route.name)?;
+            let old = median(body_only_efficiencies.get(route.baseline?)?.clone());
+            Some((route.name, ours / old))
+        })
+        .collect();
+    if !body_only_shares.is_empty() {
+        println!(
+            "\nshare of the body-only baseline, the yardstick until session 13 (CPU per \
+             request; not a budget):"
+        );
+        for (name, share) in &body_only_shares {
+            println!("  {name:<20} {}", pct(Some(*share)));
+        }
+    }
     if !floor_shares.is_empty() {
         println!(
             "\nshare of bare poem on the same accept loop (CPU per request; not a budget, \
@@ -779,6 +821,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         "duration_seconds": secs,
         "host_steal_percent": host_steal,
         "share_of_poem_floor": floor_shares,
+        "share_of_body_only_baseline": body_only_shares,
         "routes": json_routes,
         "startup_ms": startup_ms,
         "login_cpu_us": login_cpu_us,
@@ -797,6 +840,14 @@ fn run(secs: u64, json_path: &Path) -> i32 {
                 "p50_ms": f.p50_ms, "p99_ms": f.p99_ms,
                 "cpu_efficiency_vs_baseline": floor_efficiencies.get(path).map(|r| median(r.clone())),
                 "cpu_efficiency_rounds": floor_efficiencies.get(path),
+            }))
+        }).collect::<serde_json::Map<_, _>>(),
+        "body_only_baseline": body_only_results.iter().map(|(path, o)| {
+            (path.to_string(), json!({
+                "rps": o.rps, "cpu_us_per_request": o.cpu_us,
+                "p50_ms": o.p50_ms, "p99_ms": o.p99_ms,
+                "cpu_efficiency_vs_baseline": body_only_efficiencies.get(path).map(|r| median(r.clone())),
+                "cpu_efficiency_rounds": body_only_efficiencies.get(path),
             }))
         }).collect::<serde_json::Map<_, _>>(),
     });

@@ -1,8 +1,17 @@
 //! The reference servers every figure is compared with, shared by the load
 //! and instructions benches: a minimal hyper server and bare poem, both
 //! answering bytes captured from hello-oauth (`<name>.body` and
-//! `<name>.type` in a directory: `healthz` for `/healthz`, `home` for
+//! `<name>.head` in a directory: `healthz` for `/healthz`, `home` for
 //! everything else).
+//!
+//! The same bytes means the whole answer: the body and every header the
+//! service sends (its security headers, `cache-control`, the request id),
+//! but `date` and `content-length`, which hyper writes itself for both. Until
+//! session 13 the references sent the body with `content-type` alone, three
+//! headers against the service's twelve (626 bytes of them), so the ratios
+//! charged the service with hyper's encoding of nine headers the references
+//! never sent; `--body-only` still serves that answer, for comparison
+//! (docs/performance.md, "The yardstick's bytes").
 
 /// Bare poem: the same bytes as the baseline from a `Route` with one
 /// endpoint per page, served by `poem::Server`, with no middleware. Not a
@@ -21,16 +30,16 @@ pub mod poem_floor {
 
     pub fn answer(page: Page) -> impl poem::Endpoint<Output = Response> {
         get(make_sync(move |_| {
-            Response::builder()
-                .content_type(page.content_type.as_str())
-                .body(Body::from_bytes(page.body.clone()))
+            let mut response = Response::builder().body(Body::from_bytes(page.body.clone()));
+            *response.headers_mut() = page.headers.clone();
+            response
         }))
     }
 
-    pub fn serve(addr: &str, dir: &Path) {
+    pub fn serve(addr: &str, dir: &Path, body_only: bool) {
         let app = Route::new()
-            .at("/healthz", answer(page(dir, "healthz")))
-            .at("/", answer(page(dir, "home")));
+            .at("/healthz", answer(page(dir, "healthz", body_only)))
+            .at("/", answer(page(dir, "home", body_only)));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -59,11 +68,11 @@ pub mod poem_on_hyper {
     use super::baseline::page;
     use super::poem_floor::answer;
 
-    pub fn serve(addr: &str, dir: &Path) {
+    pub fn serve(addr: &str, dir: &Path, body_only: bool) {
         let addr: std::net::SocketAddr = addr.parse().unwrap();
         let app = Route::new()
-            .at("/healthz", answer(page(dir, "healthz")))
-            .at("/", answer(page(dir, "home")));
+            .at("/healthz", answer(page(dir, "healthz", body_only)))
+            .at("/", answer(page(dir, "home", body_only)));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -91,28 +100,69 @@ pub mod baseline {
 
     use bytes::Bytes;
     use http_body_util::Full;
+    use hyper::header::{CONTENT_TYPE, HeaderMap, HeaderName, HeaderValue};
     use hyper::service::service_fn;
     use hyper::{Request, Response};
     use hyper_util::rt::TokioIo;
 
-    /// One page's captured bytes (`<name>.body`) and content type
-    /// (`<name>.type`); the bare-poem reference serves the same.
+    /// One page's captured body (`<name>.body`) and headers (`<name>.head`,
+    /// one `name: value` a line); the bare-poem reference serves the same.
+    /// A prepared map, cloned into every answer: the cheapest way hyper has
+    /// to send a set of headers it did not compute.
     pub struct Page {
         pub body: Bytes,
-        pub content_type: String,
+        pub headers: HeaderMap,
     }
 
-    pub fn page(dir: &Path, name: &str) -> Page {
+    /// The headers of an answer as the load bench writes them: those that
+    /// hyper writes itself (`date`, `content-length`) and those about the
+    /// capturing connection (`connection`) left out. With `body_only`,
+    /// `content-type` alone (the references' answer until session 13).
+    pub fn parse_head(head: &str, body_only: bool) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for line in head.lines() {
+            let Some((name, value)) = line.split_once(':') else {
+                continue;
+            };
+            let name = HeaderName::from_bytes(name.trim().as_bytes()).unwrap();
+            if ["date", "content-length", "connection", "transfer-encoding"]
+                .contains(&name.as_str())
+                || (body_only && name != CONTENT_TYPE)
+            {
+                continue;
+            }
+            headers.append(name, HeaderValue::from_str(value.trim()).unwrap());
+        }
+        headers
+    }
+
+    /// Writes one answer of the service where [`page`] reads it:
+    /// `<name>.body`, and `<name>.head` from its header lines (the status
+    /// line left out; `\r\n` or `\n` between them).
+    pub fn capture(dir: &Path, name: &str, header_lines: &str, body: &[u8]) {
+        std::fs::write(dir.join(format!("{name}.body")), body).unwrap();
+        let head: String = header_lines
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(|l| format!("{l}\n"))
+            .collect();
+        std::fs::write(dir.join(format!("{name}.head")), head).unwrap();
+    }
+
+    pub fn page(dir: &Path, name: &str, body_only: bool) -> Page {
+        let head = std::fs::read_to_string(dir.join(format!("{name}.head"))).unwrap();
         Page {
             body: Bytes::from(std::fs::read(dir.join(format!("{name}.body"))).unwrap()),
-            content_type: std::fs::read_to_string(dir.join(format!("{name}.type"))).unwrap(),
+            headers: parse_head(&head, body_only),
         }
     }
 
-    pub fn serve(addr: &str, dir: &Path) {
+    pub fn serve(addr: &str, dir: &Path, body_only: bool) {
         let addr: SocketAddr = addr.parse().unwrap();
-        let pages: &'static [Page; 2] =
-            Box::leak(Box::new([page(dir, "healthz"), page(dir, "home")]));
+        let pages: &'static [Page; 2] = Box::leak(Box::new([
+            page(dir, "healthz", body_only),
+            page(dir, "home", body_only),
+        ]));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .enable_all()
             .build()
@@ -135,12 +185,9 @@ pub mod baseline {
                         } else {
                             &pages[1]
                         };
-                        Ok::<_, Infallible>(
-                            Response::builder()
-                                .header("content-type", page.content_type.as_str())
-                                .body(Full::new(page.body.clone()))
-                                .unwrap(),
-                        )
+                        let mut response = Response::new(Full::new(page.body.clone()));
+                        *response.headers_mut() = page.headers.clone();
+                        Ok::<_, Infallible>(response)
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
                         .serve_connection(TokioIo::new(stream), svc)

@@ -6,6 +6,7 @@
 #![allow(clippy::unwrap_used)]
 
 mod api;
+mod bench_reference;
 mod bench_report;
 mod browser;
 mod fake_wiki;
