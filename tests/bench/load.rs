@@ -350,6 +350,28 @@ fn combine(runs: &[Load]) -> Load {
 }
 
 /// `reference CPU per request / ours`, round by round.
+/// A reference server's figures, by the baseline path it answered.
+fn reference_json(
+    results: &BTreeMap<&str, Load>,
+    efficiencies: &BTreeMap<&str, Vec<f64>>,
+) -> serde_json::Map<String, Value> {
+    results
+        .iter()
+        .map(|(path, r)| {
+            let rounds = efficiencies.get(path);
+            (
+                path.to_string(),
+                json!({
+                    "rps": r.rps, "cpu_us_per_request": r.cpu_us,
+                    "p50_ms": r.p50_ms, "p99_ms": r.p99_ms,
+                    "cpu_efficiency_vs_baseline": rounds.map(|r| median(r.clone())),
+                    "cpu_efficiency_rounds": rounds,
+                }),
+            )
+        })
+        .collect()
+}
+
 fn round_ratios(ours: &[Load], reference: &[Load]) -> Vec<f64> {
     ours.iter()
         .zip(reference)
@@ -609,28 +631,33 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         let (Some(bpath), Some(base)) = (route.baseline, base_results.get(route.name)) else {
             continue;
         };
-        if let Some(f) = floor_results.get(bpath).filter(|_| route.cookie.is_none()) {
-            println!(
-                "{:<20} {:>9.0} {:>8} {:>9.2} {:>8}   (bare poem on the service's accept loop, no middleware, same bytes as {bpath})",
-                "  poem floor",
-                f.rps,
-                pct(Some(f.rps / base.rps)),
-                f.cpu_us,
-                pct(floor_efficiencies.get(bpath).map(|r| median(r.clone())))
-            );
+        if route.cookie.is_some() {
+            continue; // each page's references once, with its anonymous route
         }
-        if let Some(o) = body_only_results
-            .get(bpath)
-            .filter(|_| route.cookie.is_none())
-        {
-            println!(
-                "{:<20} {:>9.0} {:>8} {:>9.2} {:>8}   (the minimal hyper server, same body as {bpath}, content-type its only header: the yardstick until session 13)",
+        for (label, results, efficiencies, what) in [
+            (
+                "  poem floor",
+                &floor_results,
+                &floor_efficiencies,
+                "bare poem on the service's accept loop, no middleware, same bytes as",
+            ),
+            (
                 "  body only",
-                o.rps,
-                pct(Some(o.rps / base.rps)),
-                o.cpu_us,
-                pct(body_only_efficiencies.get(bpath).map(|r| median(r.clone())))
-            );
+                &body_only_results,
+                &body_only_efficiencies,
+                "the minimal hyper server, content-type its only header (the yardstick until \
+                 session 13), same body as",
+            ),
+        ] {
+            if let Some(r) = results.get(bpath) {
+                println!(
+                    "{label:<20} {:>9.0} {:>8} {:>9.2} {:>8}   ({what} {bpath})",
+                    r.rps,
+                    pct(Some(r.rps / base.rps)),
+                    r.cpu_us,
+                    pct(efficiencies.get(bpath).map(|r| median(r.clone())))
+                );
+            }
         }
     }
     println!(
@@ -774,46 +801,41 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         );
     }
 
-    // What the service's own work costs on top of the framework: its CPU
-    // per request as a share of bare poem's on the same accept loop,
-    // through the baseline both were measured against. Not a budget: the
-    // figure the budget decision in docs/performance.md ("What would close
-    // the gaps") turns on.
-    let floor_shares: BTreeMap<&str, f64> = routes
-        .iter()
-        .filter_map(|route| {
-            let ours = ratio(route.name)?;
-            let floor = median(floor_efficiencies.get(route.baseline?)?.clone());
-            Some((route.name, ours / floor))
-        })
-        .collect();
-    // The same figure against the body-only baseline, so that a run can be
-    // read beside those before session 13 (docs/performance.md, "The
+    // A route's CPU per request as a share of a reference's, through the
+    // baseline both were measured against. Not budgets. Against bare poem
+    // on the same accept loop: what the service's own work costs on top of
+    // the framework, the figure the budget decision in docs/performance.md
+    // ("What would close the gaps") turns on. Against the body-only
+    // baseline: a run read beside those before session 13 ("The
     // yardstick's bytes").
-    let body_only_shares: BTreeMap<&str, f64> = routes
-        .iter()
-        .filter_map(|route| {
-            let ours = ratio(route.name)?;
-            let old = median(body_only_efficiencies.get(route.baseline?)?.clone());
-            Some((route.name, ours / old))
-        })
-        .collect();
-    if !body_only_shares.is_empty() {
-        println!(
-            "\nshare of the body-only baseline, the yardstick until session 13 (CPU per \
-             request; not a budget):"
-        );
-        for (name, share) in &body_only_shares {
-            println!("  {name:<20} {}", pct(Some(*share)));
-        }
-    }
-    if !floor_shares.is_empty() {
-        println!(
-            "\nshare of bare poem on the same accept loop (CPU per request; not a budget, \
-             docs/performance.md \"What would close the gaps\"):"
-        );
-        for (name, share) in &floor_shares {
-            println!("  {name:<20} {}", pct(Some(*share)));
+    let shares_of = |reference: &BTreeMap<&str, Vec<f64>>| -> BTreeMap<&'static str, f64> {
+        routes
+            .iter()
+            .filter_map(|route| {
+                let ours = ratio(route.name)?;
+                let theirs = median(reference.get(route.baseline?)?.clone());
+                Some((route.name, ours / theirs))
+            })
+            .collect()
+    };
+    let floor_shares = shares_of(&floor_efficiencies);
+    let body_only_shares = shares_of(&body_only_efficiencies);
+    for (title, shares) in [
+        (
+            "the body-only baseline, the yardstick until session 13 (CPU per request; not a budget)",
+            &body_only_shares,
+        ),
+        (
+            "bare poem on the same accept loop (CPU per request; not a budget, \
+             docs/performance.md \"What would close the gaps\")",
+            &floor_shares,
+        ),
+    ] {
+        if !shares.is_empty() {
+            println!("\nshare of {title}:");
+            for (name, share) in shares {
+                println!("  {name:<20} {}", pct(Some(*share)));
+            }
         }
     }
 
@@ -834,22 +856,8 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         "cold_build": cold_build,
         "failed_budgets": failed,
         "flask": flask_report.clone(),
-        "poem_floor": floor_results.iter().map(|(path, f)| {
-            (path.to_string(), json!({
-                "rps": f.rps, "cpu_us_per_request": f.cpu_us,
-                "p50_ms": f.p50_ms, "p99_ms": f.p99_ms,
-                "cpu_efficiency_vs_baseline": floor_efficiencies.get(path).map(|r| median(r.clone())),
-                "cpu_efficiency_rounds": floor_efficiencies.get(path),
-            }))
-        }).collect::<serde_json::Map<_, _>>(),
-        "body_only_baseline": body_only_results.iter().map(|(path, o)| {
-            (path.to_string(), json!({
-                "rps": o.rps, "cpu_us_per_request": o.cpu_us,
-                "p50_ms": o.p50_ms, "p99_ms": o.p99_ms,
-                "cpu_efficiency_vs_baseline": body_only_efficiencies.get(path).map(|r| median(r.clone())),
-                "cpu_efficiency_rounds": body_only_efficiencies.get(path),
-            }))
-        }).collect::<serde_json::Map<_, _>>(),
+        "poem_floor": reference_json(&floor_results, &floor_efficiencies),
+        "body_only_baseline": reference_json(&body_only_results, &body_only_efficiencies),
     });
     if let Some(dir) = json_path.parent() {
         let _ = std::fs::create_dir_all(dir);
