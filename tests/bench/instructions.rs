@@ -49,17 +49,7 @@ mod reference;
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // This binary, run under callgrind by itself, is the reference server.
-    let body_only = args.iter().any(|a| a == "--body-only");
-    if let Some(pos) = args.iter().position(|a| a == "--serve-baseline") {
-        reference::baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
-        return;
-    }
-    if let Some(pos) = args.iter().position(|a| a == "--serve-poem-on-hyper") {
-        reference::poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
-        return;
-    }
-    if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
-        reference::poem_floor::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
+    if reference::serve_if_asked(&args) {
         return;
     }
     let requests: u64 = flag(&args, "--requests").map_or(2000, |s| s.parse().unwrap());
@@ -330,27 +320,28 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     // poem::Server costs, and the floor the service's own work sits on.
     let me = std::env::current_exe().unwrap();
     let mut references = serde_json::Map::new();
-    for (label, flags, stem) in [
-        ("hyper baseline", &["--serve-baseline"][..], "baseline"),
+    for (label, flag, body_only, stem) in [
+        ("hyper baseline", "--serve-baseline", false, "baseline"),
         (
             "hyper, body only",
-            &["--serve-baseline", "--body-only"][..],
+            "--serve-baseline",
+            true,
             "baseline-body-only",
         ),
-        ("bare poem", &["--serve-poem-floor"][..], "poem-floor"),
+        ("bare poem", "--serve-poem-floor", false, "poem-floor"),
         (
             "poem on hyper",
-            &["--serve-poem-on-hyper"][..],
+            "--serve-poem-on-hyper",
+            false,
             "poem-on-hyper",
         ),
     ] {
         let addr: SocketAddr = ([127, 0, 0, 1], free_port()).into();
         let mut cmd = Command::new(&me);
-        // The flag's two arguments follow it; `--body-only` goes last.
-        cmd.arg(flags[0])
+        cmd.arg(flag)
             .arg(addr.to_string())
             .arg(&bodies)
-            .args(&flags[1..]);
+            .args(body_only.then_some("--body-only"));
         let server = start_under_callgrind(cmd, &dir, stem, addr);
         let pid = server.child.id();
         for (route, path) in [("GET /healthz", "/healthz"), ("GET / (anonymous)", "/")] {

@@ -42,7 +42,7 @@ mod reference;
 #[path = "report.rs"]
 mod report;
 use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};
-use reference::{baseline, poem_on_hyper};
+use reference::baseline;
 use report::{Load, parse_proc_stat, parse_wrk, steal_percent};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
@@ -55,13 +55,7 @@ const MIB: f64 = 1024.0 * 1024.0;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
-    let body_only = args.iter().any(|a| a == "--body-only");
-    if let Some(pos) = args.iter().position(|a| a == "--serve-baseline") {
-        baseline::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
-        return;
-    }
-    if let Some(pos) = args.iter().position(|a| a == "--serve-poem-floor") {
-        poem_on_hyper::serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
+    if reference::serve_if_asked(&args) {
         return;
     }
     // `cargo bench` passes `--bench`; ignore it and anything unknown.
@@ -151,7 +145,7 @@ fn start_service_probe(extra_env: &[(&str, String)], probe: &str) -> (Server, Du
 }
 
 /// Starts this bench's own server: `--serve-baseline` (hyper) or
-/// `--serve-poem-floor` (bare poem's `Route` on the service's accept loop), answering
+/// `--serve-poem-on-hyper` (bare poem's `Route` on the service's accept loop), answering
 /// the bytes in `dir`; with `body_only`, the body and `content-type` alone.
 fn start_baseline(dir: &Path, which: &str, body_only: bool) -> Server {
     let port = free_port();
@@ -349,7 +343,6 @@ fn combine(runs: &[Load]) -> Load {
     }
 }
 
-/// `reference CPU per request / ours`, round by round.
 /// A reference server's figures, by the baseline path it answered.
 fn reference_json(
     results: &BTreeMap<&str, Load>,
@@ -372,6 +365,7 @@ fn reference_json(
         .collect()
 }
 
+/// `reference CPU per request / ours`, round by round.
 fn round_ratios(ours: &[Load], reference: &[Load]) -> Vec<f64> {
     ours.iter()
         .zip(reference)
@@ -448,7 +442,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         baseline::capture(&dir, name, lines, &body);
     }
     let baseline = start_baseline(&dir, "--serve-baseline", false);
-    let floor = start_baseline(&dir, "--serve-poem-floor", false);
+    let floor = start_baseline(&dir, "--serve-poem-on-hyper", false);
     // The yardstick until session 13: the body with `content-type` alone.
     let body_only = start_baseline(&dir, "--serve-baseline", true);
 
@@ -531,9 +525,9 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             load(baseline.child.id(), &burl, None, secs, Some(1000)),
         );
         let furl = format!("http://{}{}", floor.addr, bpath);
-        let ourl = format!("http://{}{}", body_only.addr, bpath);
+        let body_only_url = format!("http://{}{}", body_only.addr, bpath);
         let with_floor = !floor_results.contains_key(bpath);
-        let (mut ours, mut base, mut bare, mut old) =
+        let (mut ours, mut base, mut bare, mut plain) =
             (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         for round in 0..ROUNDS {
             // Every other round in the other order (ABBA): whatever the
@@ -546,10 +540,16 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             base.push(load(baseline.child.id(), &burl, None, round_secs, None));
             // Bare poem answering the same bytes, once per page: what the
             // framework alone costs on this machine; and the body-only
-            // baseline, what the nine headers cost hyper.
+            // baseline, what the service's eight other headers cost hyper.
             if with_floor {
                 bare.push(load(floor.child.id(), &furl, None, round_secs, None));
-                old.push(load(body_only.child.id(), &ourl, None, round_secs, None));
+                plain.push(load(
+                    body_only.child.id(),
+                    &body_only_url,
+                    None,
+                    round_secs,
+                    None,
+                ));
             }
             if !service_first {
                 ours.push(load(pid, &url, cookie, round_secs, None));
@@ -559,8 +559,8 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         if with_floor {
             floor_efficiencies.insert(bpath, round_ratios(&bare, &base));
             floor_results.insert(bpath, combine(&bare));
-            body_only_efficiencies.insert(bpath, round_ratios(&old, &base));
-            body_only_results.insert(bpath, combine(&old));
+            body_only_efficiencies.insert(bpath, round_ratios(&plain, &base));
+            body_only_results.insert(bpath, combine(&plain));
         }
         base_results.insert(route.name, combine(&base));
         let sat = combine(&ours);

@@ -8,17 +8,42 @@
 //! service sends (its security headers, `cache-control`, the request id),
 //! but `date` and `content-length`, which hyper writes itself for both. Until
 //! session 13 the references sent the body with `content-type` alone, three
-//! headers against the service's twelve (626 bytes of them), so the ratios
-//! charged the service with hyper's encoding of nine headers the references
-//! never sent; `--body-only` still serves that answer, for comparison
-//! (docs/performance.md, "The yardstick's bytes").
+//! header lines against the service's eleven (a 123-byte head against 574),
+//! so the ratios charged the service with hyper's encoding of eight headers
+//! the references never sent; `--body-only` still serves that answer, for
+//! comparison (docs/performance.md, "The yardstick's bytes").
+
+use std::path::Path;
+
+/// Runs the reference server the arguments ask for, if they ask for one:
+/// `--serve-baseline` (hyper), `--serve-poem-on-hyper` (bare poem on the
+/// service's accept loop, the load bench's "poem floor") or
+/// `--serve-poem-floor` (bare poem on `poem::Server`), each followed by the
+/// address and the directory of captured answers, and `--body-only`
+/// anywhere. Never returns when it serves; `false` when none was asked for.
+/// Both benches run their own binary this way as the reference process.
+pub fn serve_if_asked(args: &[String]) -> bool {
+    let body_only = args.iter().any(|a| a == "--body-only");
+    type Serve = fn(&str, &Path, bool);
+    let servers: [(&str, Serve); 3] = [
+        ("--serve-baseline", baseline::serve),
+        ("--serve-poem-on-hyper", poem_on_hyper::serve),
+        ("--serve-poem-floor", poem_floor::serve),
+    ];
+    for (flag, serve) in servers {
+        if let Some(pos) = args.iter().position(|a| a == flag) {
+            serve(&args[pos + 1], Path::new(&args[pos + 2]), body_only);
+            return true;
+        }
+    }
+    false
+}
 
 /// Bare poem: the same bytes as the baseline from a `Route` with one
 /// endpoint per page, served by `poem::Server`, with no middleware. Not a
 /// budget: it shows how much of the gap to the hyper baseline is the
 /// framework's own, before any of hello-oauth's work. The instructions bench
 /// measures it beside [`poem_on_hyper`]; the load bench runs only the latter.
-#[allow(dead_code)] // the load bench uses `answer` only
 pub mod poem_floor {
     use std::path::Path;
 
