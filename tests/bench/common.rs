@@ -56,7 +56,7 @@ pub fn oha() -> PathBuf {
     let p = home.join("bin/oha");
     assert!(
         p.exists(),
-        "oha not found: install it with `cargo install oha --locked` or set OHA"
+        "oha not found: install it with `cargo install oha --locked --version 1.16.0` (scripts/bench does) or set OHA"
     );
     p
 }

@@ -46,6 +46,10 @@ use common::{Server, flag, free_port, log_in, target_dir, wiki_env};
 #[path = "reference.rs"]
 mod reference;
 
+#[allow(dead_code)]
+#[path = "report.rs"]
+mod report;
+
 fn main() {
     let args: Vec<String> = std::env::args().collect();
     // This binary, run under callgrind by itself, is the reference server.
@@ -287,6 +291,14 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null);
+    // Counts move with the CPU (glibc picks memcpy by its features) and the
+    // toolchain as well as with the code: say so when those changed.
+    let conditions = report::conditions(&[]);
+    for difference in report::conditions_differ(&previous, &conditions) {
+        println!(
+            "  note: conditions differ from the previous run, compare with care: {difference}"
+        );
+    }
     println!("{:<34} {:>12} {:>12}", "route", "instr/req", "previous");
     let mut results = serde_json::Map::new();
     // The bytes the reference servers answer, as the load bench captures them.
@@ -381,7 +393,8 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     let report = json!({
         "requests": requests,
         "warmup": warmup,
-        "commit": git_head(),
+        "commit": conditions["commit"].clone(),
+        "conditions": conditions,
         "routes": results,
         "references": references,
     });
@@ -391,13 +404,4 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     }
     std::fs::write(json_path, serde_json::to_string_pretty(&report).unwrap()).unwrap();
     println!("written to {}", json_path.display());
-}
-
-fn git_head() -> String {
-    Command::new("git")
-        .args(["rev-parse", "--short", "HEAD"])
-        .output()
-        .ok()
-        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-        .unwrap_or_default()
 }

@@ -390,6 +390,13 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     println!(
         "hello-oauth benchmark: server on CPU {SERVER_CPU}, wrk (saturation) and oha (fixed rate) on CPU {LOAD_CPU}, {secs} s per run"
     );
+    // What the figures depend on besides the code, printed and recorded so
+    // that a comparison with another run can tell (`report::compare`).
+    let conditions = report::conditions(&[("oha", &oha()), ("wrk", &common::wrk())]);
+    if let Some(c) = conditions.as_object() {
+        let listed: Vec<String> = c.iter().map(|(k, v)| format!("{k} {v}")).collect();
+        println!("conditions: {}", listed.join(", "));
+    }
     let bin = PathBuf::from(env!("CARGO_BIN_EXE_hello-oauth"));
     let binary_mib = std::fs::metadata(&bin)
         .map(|m| m.len() as f64 / MIB)
@@ -731,9 +738,13 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     );
 
     // Budgets (docs/performance.md).
+    // Each budget under a name that does not change with its figure, so
+    // that the next run's comparison finds it (`report::compare`).
     let mut failed = Vec::new();
-    let mut check = |ok: bool, what: String| {
+    let mut budgets = serde_json::Map::new();
+    let mut check = |name: String, ok: bool, what: String| {
         println!("  [{}] {what}", if ok { " ok " } else { "FAIL" });
+        budgets.insert(name, json!({ "held": ok, "line": what }));
         if !ok {
             failed.push(what);
         }
@@ -742,12 +753,14 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     let ratio = |name: &str| efficiencies.get(name).map(|r| median(r.clone()));
     if let Some(r) = ratio("GET /healthz") {
         check(
+            "/healthz >= 80% of the baseline".into(),
             r >= 0.8,
             format!("/healthz at {:.0}% of the baseline (>= 80%)", r * 100.0),
         );
     }
     if let Some(r) = ratio("GET / (logged in)") {
         check(
+            "logged-in / >= 40% of the baseline".into(),
             r >= 0.4,
             format!(
                 "logged-in / at {:.0}% of the static page baseline (>= 40%)",
@@ -757,19 +770,23 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     }
     if let Some(r) = ratio("GET / (anonymous)") {
         check(
+            "anonymous / >= 60% of the baseline".into(),
             r >= 0.6,
             format!("anonymous / at {:.0}% of the baseline (>= 60%)", r * 100.0),
         );
     }
     check(
+        "idle RSS <= 12 MiB".into(),
         idle_rss <= 12.0,
         format!("idle RSS {idle_rss:.1} MiB (<= 12 MiB)"),
     );
     check(
+        "RSS after saturation <= 32 MiB".into(),
         loaded_rss <= 32.0,
         format!("RSS after saturation {loaded_rss:.1} MiB (<= 32 MiB)"),
     );
     check(
+        "start-up <= 100 ms".into(),
         startup_ms <= 100.0,
         format!("start-up {startup_ms:.1} ms (<= 100 ms)"),
     );
@@ -783,6 +800,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
                 format!("; the hyper baseline's, right after: {:.2} ms", b.p99_ms)
             });
             check(
+                format!("{name}: p99 at 1,000 req/s <= 5 ms"),
                 fixed.p99_ms <= 5.0,
                 format!(
                     "{name}: p99 at 1,000 req/s {:.2} ms (<= 5 ms){beside}",
@@ -796,6 +814,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             );
         }
         check(
+            format!("{name}: no errors"),
             sat.errors + sat.non_2xx + fixed.errors + fixed.non_2xx == 0,
             format!("{name}: no errors and no non-2xx answers"),
         );
@@ -840,6 +859,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     }
 
     let report = json!({
+        "conditions": conditions,
         "duration_seconds": secs,
         "host_steal_percent": host_steal,
         "share_of_poem_floor": floor_shares,
@@ -855,6 +875,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         "binary_mib": binary_mib,
         "cold_build": cold_build,
         "failed_budgets": failed,
+        "budgets": budgets,
         "flask": flask_report.clone(),
         "poem_floor": reference_json(&floor_results, &floor_efficiencies),
         "body_only_baseline": reference_json(&body_only_results, &body_only_efficiencies),
@@ -870,15 +891,8 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             .and_then(|s| serde_json::from_str::<Value>(&s).map_err(|_| ()))
         {
             println!("\ncompared with the previous run ({}):", previous.display());
-            for (name, now) in &json_routes {
-                if let (Some(a), Some(b)) =
-                    (prev["routes"][name]["rps"].as_f64(), now["rps"].as_f64())
-                {
-                    println!(
-                        "  {name:<22} {a:>10.0} -> {b:>10.0} req/s ({:+.1}%)",
-                        (b / a - 1.0) * 100.0
-                    );
-                }
+            for line in report::compare(&prev, &report) {
+                println!("  {line}");
             }
         }
     }

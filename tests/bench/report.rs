@@ -2,6 +2,11 @@
 //! it. Its own file so that the journeys binary can hold the parser to real
 //! wrk output (`tests/journeys/bench_report.rs`): the bench binaries have no
 //! test harness, and a `#[test]` in them would be dropped without a word.
+//! Also the comparison of a run's JSON with the previous run's
+//! ([`compare`]), and the run's conditions read from `/proc`, for the same
+//! reason.
+
+use serde_json::Value;
 
 #[derive(Debug, Clone, Default)]
 pub struct Load {
@@ -87,4 +92,241 @@ pub fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> O
     let ((steal0, total0), (steal1, total1)) = (before?, after?);
     let total = total1.checked_sub(total0).filter(|t| *t > 0)?;
     Some(steal1.checked_sub(steal0)? as f64 * 100.0 / total as f64)
+}
+
+/// The `model name` of the first CPU in `/proc/cpuinfo`. Instruction counts
+/// depend on it as well as on the code: glibc picks its `memcpy` and
+/// friends by the CPU's features, so the same binary counted 25.6k and
+/// 26.4k instructions a `/healthz` on two machines (docs/performance.md).
+pub fn cpu_model(cpuinfo: &str) -> Option<String> {
+    cpuinfo.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        (key.trim() == "model name").then(|| value.trim().to_owned())
+    })
+}
+
+/// This run's conditions (the keys of [`CONDITIONS`] that apply, each as
+/// the tool or `/proc` tells it) and its commit, for the bench's JSON.
+/// `generators` are the load generators as `(key, binary)`: oha and wrk
+/// for the load bench, none for the instructions bench. What cannot be
+/// read is left out rather than guessed.
+pub fn conditions(generators: &[(&str, &std::path::Path)]) -> Value {
+    use std::process::Command;
+    let first_line = |cmd: &mut Command| -> Option<String> {
+        let out = cmd.output().ok()?;
+        // `wrk -v` prints its version and exits 1.
+        let text = if out.stdout.is_empty() {
+            out.stderr
+        } else {
+            out.stdout
+        };
+        let line = String::from_utf8_lossy(&text)
+            .lines()
+            .next()?
+            .trim()
+            .to_owned();
+        (!line.is_empty()).then_some(line)
+    };
+    let mut c = serde_json::Map::new();
+    let mut put = |key: &str, value: Option<String>| {
+        if let Some(v) = value {
+            c.insert(key.to_owned(), Value::String(v));
+        }
+    };
+    put(
+        "commit",
+        first_line(Command::new("git").args(["rev-parse", "--short", "HEAD"])),
+    );
+    put(
+        "cpu_model",
+        std::fs::read_to_string("/proc/cpuinfo")
+            .ok()
+            .as_deref()
+            .and_then(cpu_model),
+    );
+    put(
+        "kernel",
+        std::fs::read_to_string("/proc/sys/kernel/osrelease")
+            .ok()
+            .map(|k| k.trim().to_owned()),
+    );
+    put("rustc", first_line(Command::new("rustc").arg("-V")));
+    for (key, binary) in generators {
+        let flag = if *key == "wrk" { "-v" } else { "--version" };
+        put(key, first_line(Command::new(binary).arg(flag)));
+    }
+    if c.contains_key("commit") {
+        // Uncommitted changes to tracked files make the commit a lie.
+        let dirty = Command::new("git")
+            .args(["status", "--porcelain", "--untracked-files=no"])
+            .output()
+            .ok()
+            .map(|o| !o.stdout.is_empty());
+        if let Some(dirty) = dirty {
+            c.insert("dirty".to_owned(), Value::Bool(dirty));
+        }
+    }
+    Value::Object(c)
+}
+
+/// What a run's figures depend on besides the code, as both benches record
+/// them under `"conditions"`: a change in any of them is a reason for a
+/// figure to move that is not the change being measured.
+pub const CONDITIONS: [&str; 5] = ["cpu_model", "kernel", "rustc", "oha", "wrk"];
+
+/// The conditions that differ between two runs' JSON, one line each
+/// (`cpu_model "A" -> "B"`); a condition either run did not record is not
+/// a difference. The commit is not a condition: it is what is compared.
+pub fn conditions_differ(previous: &Value, now: &Value) -> Vec<String> {
+    CONDITIONS
+        .iter()
+        .filter_map(|key| {
+            let a = previous["conditions"][key].as_str()?;
+            let b = now["conditions"][key].as_str()?;
+            (a != b).then(|| format!("{key} {a:?} -> {b:?}"))
+        })
+        .collect()
+}
+
+/// The load bench's comparison of a run with the previous one, in lines to
+/// print: the conditions that changed, then for each route the figure its
+/// budget is checked on (CPU per request as a share of the hyper
+/// baseline's, the median of the rounds) with whether it left the spread of
+/// the previous run's rounds, its CPU time, req/s and p99 at 1,000 req/s,
+/// then memory and start-up, then the budgets that started or stopped
+/// failing. Req/s, the noisiest figure (docs/performance.md), is no longer
+/// the only one.
+pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
+    let mut lines = Vec::new();
+    let commit = |run: &Value| {
+        let c = &run["conditions"];
+        match (c["commit"].as_str(), c["dirty"].as_bool()) {
+            (Some(commit), Some(true)) => format!("{commit} with local changes"),
+            (Some(commit), _) => commit.to_owned(),
+            (None, _) => "an unrecorded commit".to_owned(),
+        }
+    };
+    lines.push(format!("commit: {} -> {}", commit(previous), commit(now)));
+    if previous["conditions"].is_null() {
+        lines.push(
+            "the previous run recorded no conditions (CPU, kernel, toolchain, load generators): \
+             compare with care"
+                .to_owned(),
+        );
+    }
+    for difference in conditions_differ(previous, now) {
+        lines.push(format!(
+            "conditions differ, compare with care: {difference}"
+        ));
+    }
+    if let (Some(a), Some(b)) = (
+        previous["duration_seconds"].as_u64(),
+        now["duration_seconds"].as_u64(),
+    ) && a != b
+    {
+        lines.push(format!(
+            "runs of another length, compare with care: {a} s -> {b} s per run \
+             (--quick runs are a smoke test of the harness)"
+        ));
+    }
+
+    let change = |a: f64, b: f64| format!("{:+.1}%", (b / a - 1.0) * 100.0);
+    if let Some(routes) = now["routes"].as_object() {
+        for (name, route) in routes {
+            let before = &previous["routes"][name];
+            if before.is_null() {
+                lines.push(format!("{name:<22} not in the previous run"));
+                continue;
+            }
+            let mut parts = Vec::new();
+            if let (Some(a), Some(b)) = (
+                before["cpu_efficiency_vs_baseline"].as_f64(),
+                route["cpu_efficiency_vs_baseline"].as_f64(),
+            ) {
+                let rounds: Vec<f64> = before["cpu_efficiency_rounds"]
+                    .as_array()
+                    .map(|r| r.iter().filter_map(Value::as_f64).collect())
+                    .unwrap_or_default();
+                let spread = match (
+                    rounds.iter().copied().reduce(f64::min),
+                    rounds.iter().copied().reduce(f64::max),
+                ) {
+                    (Some(lo), Some(hi)) => {
+                        let side = if (lo..=hi).contains(&b) {
+                            "inside"
+                        } else {
+                            "outside"
+                        };
+                        format!(
+                            ", {side} the previous rounds' {:.0}–{:.0} %",
+                            lo * 100.0,
+                            hi * 100.0
+                        )
+                    }
+                    _ => String::new(),
+                };
+                parts.push(format!(
+                    "share of baseline {:.0} -> {:.0} % ({:+.0} pts{spread})",
+                    a * 100.0,
+                    b * 100.0,
+                    (b - a) * 100.0
+                ));
+            }
+            for (key, what, unit) in [
+                ("cpu_us_per_request", "CPU", " µs/req"),
+                ("rps", "", " req/s"),
+            ] {
+                if let (Some(a), Some(b)) = (before[key].as_f64(), route[key].as_f64()) {
+                    let digits = if unit == " req/s" { 0 } else { 2 };
+                    let what = if what.is_empty() {
+                        String::new()
+                    } else {
+                        format!("{what} ")
+                    };
+                    parts.push(format!(
+                        "{what}{a:.digits$} -> {b:.digits$}{unit} ({})",
+                        change(a, b)
+                    ));
+                }
+            }
+            if let (Some(a), Some(b)) = (
+                before["p99_ms_at_1000rps"].as_f64(),
+                route["p99_ms_at_1000rps"].as_f64(),
+            ) {
+                parts.push(format!("p99 at 1k/s {a:.2} -> {b:.2} ms"));
+            }
+            lines.push(format!("{name:<22} {}", parts.join("; ")));
+        }
+    }
+
+    for (key, what, unit) in [
+        ("idle_rss_mib", "idle RSS", " MiB"),
+        ("loaded_rss_mib", "RSS after load", " MiB"),
+        ("startup_ms", "start-up", " ms"),
+        ("login_cpu_us", "CPU per login", " µs"),
+        ("binary_mib", "binary", " MiB"),
+    ] {
+        if let (Some(a), Some(b)) = (previous[key].as_f64(), now[key].as_f64()) {
+            lines.push(format!(
+                "{what:<22} {a:.1} -> {b:.1}{unit} ({})",
+                change(a, b)
+            ));
+        }
+    }
+
+    // Budgets by name (`"budgets"`: name -> whether it held), so that the
+    // same budget is found in both runs whatever its figure.
+    if let (Some(before), Some(after)) =
+        (previous["budgets"].as_object(), now["budgets"].as_object())
+    {
+        for (name, held) in after {
+            let held = held["held"].as_bool();
+            match (before.get(name).and_then(|b| b["held"].as_bool()), held) {
+                (Some(true), Some(false)) => lines.push(format!("budget now failing: {name}")),
+                (Some(false), Some(true)) => lines.push(format!("budget now holding: {name}")),
+                _ => {}
+            }
+        }
+    }
+    lines
 }

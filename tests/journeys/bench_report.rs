@@ -1,10 +1,16 @@
 //! The load bench's wrk parser (`tests/bench/report.rs`), held to real wrk
-//! output: a report it misreads would put a wrong figure beside a budget.
+//! output: a report it misreads would put a wrong figure beside a budget;
+//! and its comparison of a run with the previous one, which must say when a
+//! budgeted figure left the previous run's spread, when a budget changed
+//! sides and when the runs' conditions differ.
 
 #[path = "../bench/report.rs"]
 mod report;
 
-use report::{parse_proc_stat, parse_wrk, steal_percent};
+use report::{
+    compare, conditions, conditions_differ, cpu_model, parse_proc_stat, parse_wrk, steal_percent,
+};
+use serde_json::{Value, json};
 
 /// wrk 4.2 (Debian's), `-t1 -c4 --latency -d1s`, against the service.
 const HEALTHZ: &str = "\
@@ -106,4 +112,163 @@ fn host_steal_is_read_as_a_share_of_the_vms_time() {
     assert_eq!(parse_proc_stat("cpu0 1 2 3 4 5 6 7 8 0 0"), None);
     assert_eq!(parse_proc_stat("cpu  1 2 3 4"), None);
     assert_eq!(parse_proc_stat(""), None);
+}
+
+/// Two lines of an x86 `/proc/cpuinfo`.
+const CPUINFO: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\n\
+model name\t: AMD EPYC 7B13 64-Core Processor\nflags\t\t: fpu vme\n\n\
+processor\t: 1\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n";
+
+#[test]
+fn the_cpu_model_is_the_first_cpus_and_absent_when_not_told() {
+    assert_eq!(
+        cpu_model(CPUINFO).as_deref(),
+        Some("AMD EPYC 7B13 64-Core Processor")
+    );
+    // aarch64 kernels print no model name.
+    assert_eq!(cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
+}
+
+#[test]
+fn this_runs_conditions_are_read_and_what_cannot_be_is_left_out() {
+    let c = conditions(&[("oha", std::path::Path::new("/nonexistent/oha"))]);
+    let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    assert_eq!(c["kernel"].as_str(), Some(kernel.trim()), "{c}");
+    assert!(
+        c["rustc"].as_str().is_some_and(|v| v.starts_with("rustc ")),
+        "{c}"
+    );
+    // A generator that does not run is not recorded with a made-up version.
+    assert!(c.get("oha").is_none(), "{c}");
+    if let Ok(out) = std::process::Command::new("git")
+        .args(["rev-parse", "--short", "HEAD"])
+        .output()
+        && out.status.success()
+    {
+        let head = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+        assert_eq!(c["commit"].as_str(), Some(&*head), "{c}");
+        assert!(c["dirty"].is_boolean(), "{c}");
+    }
+}
+
+/// A run's JSON as the load bench writes it, cut to what `compare` reads.
+fn run(commit: &str, cpu: &str, share: f64, rounds: &[f64], healthz_held: bool) -> Value {
+    json!({
+        "conditions": {"commit": commit, "dirty": false, "cpu_model": cpu,
+                       "kernel": "6.18.0", "rustc": "rustc 1.95.0", "oha": "oha 1.16.0"},
+        "routes": {
+            "GET /healthz": {
+                "cpu_efficiency_vs_baseline": share, "cpu_efficiency_rounds": rounds,
+                "cpu_us_per_request": 8.0 / share * 0.7, "rps": 120_000.0 * share / 0.7,
+                "p99_ms_at_1000rps": 0.45,
+            },
+        },
+        "idle_rss_mib": 10.0, "startup_ms": 7.2,
+        "budgets": {
+            "/healthz >= 80% of the baseline": {"held": healthz_held, "line": "…"},
+            "idle RSS <= 12 MiB": {"held": true, "line": "…"},
+        },
+    })
+}
+
+fn line_with<'a>(lines: &'a [String], needle: &str) -> Option<&'a String> {
+    lines.iter().find(|l| l.contains(needle))
+}
+
+#[test]
+fn a_budgeted_share_is_compared_with_the_spread_of_the_previous_rounds() {
+    let previous = run("e84e251", "EPYC", 0.70, &[0.63, 0.70, 0.73], false);
+    let inside = compare(
+        &previous,
+        &run("abc1234", "EPYC", 0.72, &[0.71, 0.72], false),
+    );
+    let healthz = line_with(&inside, "GET /healthz").unwrap();
+    assert!(
+        healthz.contains("70 -> 72 %") && healthz.contains("inside the previous rounds' 63–73 %"),
+        "{inside:#?}"
+    );
+    assert!(healthz.contains("CPU 8.00 -> 7.78 µs/req"), "{inside:#?}");
+    assert!(
+        line_with(&inside, "commit: e84e251 -> abc1234").is_some(),
+        "{inside:#?}"
+    );
+    // Same conditions: nothing to warn of; no budget changed sides.
+    assert!(
+        line_with(&inside, "compare with care").is_none(),
+        "{inside:#?}"
+    );
+    assert!(line_with(&inside, "budget now").is_none(), "{inside:#?}");
+
+    let outside = compare(
+        &previous,
+        &run("abc1234", "EPYC", 0.81, &[0.80, 0.82], true),
+    );
+    let healthz = line_with(&outside, "GET /healthz").unwrap();
+    assert!(
+        healthz.contains("(+11 pts, outside the previous rounds'"),
+        "{outside:#?}"
+    );
+    assert!(
+        line_with(
+            &outside,
+            "budget now holding: /healthz >= 80% of the baseline"
+        )
+        .is_some(),
+        "{outside:#?}"
+    );
+    let back = compare(
+        &run("abc1234", "EPYC", 0.81, &[0.80, 0.82], true),
+        &previous,
+    );
+    assert!(
+        line_with(&back, "budget now failing: /healthz >= 80% of the baseline").is_some(),
+        "{back:#?}"
+    );
+}
+
+#[test]
+fn runs_on_another_cpu_or_without_recorded_conditions_are_flagged() {
+    let previous = run("e84e251", "Intel Xeon", 0.70, &[0.70], false);
+    let now = run("e84e251", "AMD EPYC", 0.70, &[0.70], false);
+    assert_eq!(
+        conditions_differ(&previous, &now),
+        ["cpu_model \"Intel Xeon\" -> \"AMD EPYC\""]
+    );
+    let lines = compare(&previous, &now);
+    assert!(
+        line_with(&lines, "conditions differ, compare with care: cpu_model").is_some(),
+        "{lines:#?}"
+    );
+
+    // A JSON from before the conditions were recorded (session 13's), and a
+    // route it did not have.
+    let mut old = run("", "", 0.70, &[0.70], false);
+    old.as_object_mut().unwrap().remove("conditions");
+    let mut now = now;
+    now["routes"]["GET /metrics"] = json!({"rps": 1.0});
+    old["duration_seconds"] = json!(2);
+    now["duration_seconds"] = json!(10);
+    let lines = compare(&old, &now);
+    assert!(
+        line_with(&lines, "recorded no conditions").is_some(),
+        "{lines:#?}"
+    );
+    assert!(
+        line_with(&lines, "commit: an unrecorded commit -> e84e251").is_some(),
+        "{lines:#?}"
+    );
+    assert!(
+        line_with(&lines, "GET /metrics").is_some_and(|l| l.contains("not in the previous run")),
+        "{lines:#?}"
+    );
+    assert!(
+        line_with(
+            &lines,
+            "runs of another length, compare with care: 2 s -> 10 s"
+        )
+        .is_some(),
+        "{lines:#?}"
+    );
+    // Conditions a run did not record are not differences.
+    assert!(conditions_differ(&old, &now).is_empty());
 }
