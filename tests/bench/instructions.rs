@@ -291,10 +291,18 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
         .ok()
         .and_then(|s| serde_json::from_str(&s).ok())
         .unwrap_or(Value::Null);
-    // Counts move with the CPU (glibc picks memcpy by its features) and the
-    // toolchain as well as with the code: say so when those changed.
-    let conditions = report::conditions(&[]);
-    for difference in report::conditions_differ(&previous, &conditions) {
+    // Counts move with the compiler and the valgrind that counts as well as
+    // with the code (not with the host's CPU: the program sees valgrind's):
+    // say so when those changed.
+    let conditions = report::conditions(&[("valgrind", Path::new("valgrind"))]);
+    if !previous.is_null() && previous["conditions"].is_null() {
+        println!(
+            "  note: the previous run recorded no conditions (toolchain, valgrind): compare with care"
+        );
+    }
+    for difference in
+        report::conditions_differ(&previous, &conditions, &report::INSTRUCTION_CONDITIONS)
+    {
         println!(
             "  note: conditions differ from the previous run, compare with care: {difference}"
         );

@@ -39,6 +39,7 @@ mod common;
 #[path = "reference.rs"]
 mod reference;
 // What a run measured, and wrk's report read into it.
+#[allow(dead_code)]
 #[path = "report.rs"]
 mod report;
 use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};

@@ -94,23 +94,71 @@ pub fn steal_percent(before: Option<(u64, u64)>, after: Option<(u64, u64)>) -> O
     Some(steal1.checked_sub(steal0)? as f64 * 100.0 / total as f64)
 }
 
-/// The `model name` of the first CPU in `/proc/cpuinfo`. Instruction counts
-/// depend on it as well as on the code: glibc picks its `memcpy` and
-/// friends by the CPU's features, so the same binary counted 25.6k and
-/// 26.4k instructions a `/healthz` on two machines (docs/performance.md).
+/// The first CPU of `/proc/cpuinfo`, as a run's condition: its `model
+/// name`, family, model and stepping, and which of [`FEATURES`] it has.
+/// A VM's model name alone is often generic (`Intel(R) Xeon(R) Processor`
+/// on this one), so it does not tell two hosts apart, and CPU time per
+/// request moves with the host. (Instruction counts do not: under
+/// valgrind the program sees valgrind's own CPU, a Haswell whatever the
+/// host, so the instructions bench compares valgrind's version instead.)
+/// `None` where the kernel prints no model name (aarch64).
 pub fn cpu_model(cpuinfo: &str) -> Option<String> {
-    cpuinfo.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        (key.trim() == "model name").then(|| value.trim().to_owned())
-    })
+    let first = cpuinfo.split("\n\n").next()?;
+    let field = |name: &str| {
+        first.lines().find_map(|line| {
+            let (key, value) = line.split_once(':')?;
+            (key.trim() == name).then(|| value.trim())
+        })
+    };
+    let name = field("model name")?;
+    let flags: Vec<&str> = field("flags")
+        .unwrap_or_default()
+        .split_whitespace()
+        .collect();
+    let features: Vec<&str> = FEATURES
+        .iter()
+        .copied()
+        .filter(|f| flags.contains(f))
+        .collect();
+    let mut model = name.to_owned();
+    if let (Some(family), Some(number), Some(stepping)) =
+        (field("cpu family"), field("model"), field("stepping"))
+    {
+        model.push_str(&format!(
+            " (family {family}, model {number}, stepping {stepping}; {})",
+            if features.is_empty() {
+                "none of the listed features".to_owned()
+            } else {
+                features.join(" ")
+            }
+        ));
+    }
+    Some(model)
 }
 
-/// This run's conditions (the keys of [`CONDITIONS`] that apply, each as
-/// the tool or `/proc` tells it) and its commit, for the bench's JSON.
-/// `generators` are the load generators as `(key, binary)`: oha and wrk
-/// for the load bench, none for the instructions bench. What cannot be
+/// The x86 features that code chosen at run time depends on: glibc's
+/// `memcpy`, `memset` and `strlen` variants, and the AES-GCM of the
+/// session cookie and the SHA-256 of the token checks (the `aes`, `ghash`
+/// and `sha2` crates detect these at run time).
+pub const FEATURES: [&str; 10] = [
+    "sse4_2",
+    "avx2",
+    "bmi2",
+    "avx512f",
+    "avx512vl",
+    "erms",
+    "fsrm",
+    "aes",
+    "pclmulqdq",
+    "sha_ni",
+];
+
+/// This run's conditions (the CPU, the kernel, the toolchain and the
+/// `tools` a bench runs, each as the tool or `/proc` tells it) and its
+/// commit, for the bench's JSON. `tools` are `(key, binary)`: oha and wrk
+/// for the load bench, valgrind for the instructions bench. What cannot be
 /// read is left out rather than guessed.
-pub fn conditions(generators: &[(&str, &std::path::Path)]) -> Value {
+pub fn conditions(tools: &[(&str, &std::path::Path)]) -> Value {
     use std::process::Command;
     let first_line = |cmd: &mut Command| -> Option<String> {
         let out = cmd.output().ok()?;
@@ -151,7 +199,7 @@ pub fn conditions(generators: &[(&str, &std::path::Path)]) -> Value {
             .map(|k| k.trim().to_owned()),
     );
     put("rustc", first_line(Command::new("rustc").arg("-V")));
-    for (key, binary) in generators {
+    for (key, binary) in tools {
         let flag = if *key == "wrk" { "-v" } else { "--version" };
         put(key, first_line(Command::new(binary).arg(flag)));
     }
@@ -169,17 +217,21 @@ pub fn conditions(generators: &[(&str, &std::path::Path)]) -> Value {
     Value::Object(c)
 }
 
-/// What a run's figures depend on besides the code, as both benches record
-/// them under `"conditions"`: a change in any of them is a reason for a
-/// figure to move that is not the change being measured.
-pub const CONDITIONS: [&str; 5] = ["cpu_model", "kernel", "rustc", "oha", "wrk"];
+/// What the load bench's figures depend on besides the code: CPU time
+/// moves with the host and the kernel, req/s and latency with the load
+/// generators too. A change in any of them is a reason for a figure to
+/// move that is not the change being measured.
+pub const LOAD_CONDITIONS: [&str; 5] = ["cpu_model", "kernel", "rustc", "oha", "wrk"];
 
-/// The conditions that differ between two runs' JSON, one line each
-/// (`cpu_model "A" -> "B"`); a condition either run did not record is not
-/// a difference. The commit is not a condition: it is what is compared.
-pub fn conditions_differ(previous: &Value, now: &Value) -> Vec<String> {
-    CONDITIONS
-        .iter()
+/// What instruction counts depend on besides the code: the compiler and
+/// the valgrind that counts (whose CPU the program sees, not the host's).
+pub const INSTRUCTION_CONDITIONS: [&str; 2] = ["rustc", "valgrind"];
+
+/// The conditions among `keys` that differ between two runs' JSON, one line
+/// each (`cpu_model "A" -> "B"`); a condition either run did not record is
+/// not a difference. The commit is not a condition: it is what is compared.
+pub fn conditions_differ(previous: &Value, now: &Value, keys: &[&str]) -> Vec<String> {
+    keys.iter()
         .filter_map(|key| {
             let a = previous["conditions"][key].as_str()?;
             let b = now["conditions"][key].as_str()?;
@@ -214,7 +266,7 @@ pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
                 .to_owned(),
         );
     }
-    for difference in conditions_differ(previous, now) {
+    for difference in conditions_differ(previous, now, &LOAD_CONDITIONS) {
         lines.push(format!(
             "conditions differ, compare with care: {difference}"
         ));
@@ -272,8 +324,11 @@ pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
                     (b - a) * 100.0
                 ));
             }
+            // The baseline's own CPU time says whether the host moved: when
+            // it moved as much as ours, the share did not.
             for (key, what, unit) in [
                 ("cpu_us_per_request", "CPU", " µs/req"),
+                ("baseline_cpu_us_per_request", "the baseline's", " µs/req"),
                 ("rps", "", " req/s"),
             ] {
                 if let (Some(a), Some(b)) = (before[key].as_f64(), route[key].as_f64()) {

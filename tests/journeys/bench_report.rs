@@ -8,7 +8,8 @@
 mod report;
 
 use report::{
-    compare, conditions, conditions_differ, cpu_model, parse_proc_stat, parse_wrk, steal_percent,
+    INSTRUCTION_CONDITIONS, LOAD_CONDITIONS, compare, conditions, conditions_differ, cpu_model,
+    parse_proc_stat, parse_wrk, steal_percent,
 };
 use serde_json::{Value, json};
 
@@ -114,17 +115,27 @@ fn host_steal_is_read_as_a_share_of_the_vms_time() {
     assert_eq!(parse_proc_stat(""), None);
 }
 
-/// Two lines of an x86 `/proc/cpuinfo`.
-const CPUINFO: &str = "processor\t: 0\nvendor_id\t: AuthenticAMD\n\
-model name\t: AMD EPYC 7B13 64-Core Processor\nflags\t\t: fpu vme\n\n\
-processor\t: 1\nmodel name\t: AMD EPYC 7B13 64-Core Processor\n";
+/// The start of an x86 `/proc/cpuinfo` (two CPUs), as this VM prints it.
+const CPUINFO: &str = "processor\t: 0\nvendor_id\t: GenuineIntel\ncpu family\t: 6\n\
+model\t\t: 167\nmodel name\t: Intel(R) Xeon(R) Processor\nstepping\t: 1\n\
+flags\t\t: fpu vme sse4_2 aes avx2 bmi2 erms rtm avx512f avx512vl fsrm sha_ni\n\n\
+processor\t: 1\nvendor_id\t: GenuineIntel\ncpu family\t: 6\nmodel\t\t: 106\n\
+model name\t: Intel(R) Xeon(R) Processor\nstepping\t: 6\nflags\t\t: fpu\n";
 
 #[test]
-fn the_cpu_model_is_the_first_cpus_and_absent_when_not_told() {
+fn the_cpu_is_told_apart_by_model_and_features_not_its_name_alone() {
     assert_eq!(
         cpu_model(CPUINFO).as_deref(),
-        Some("AMD EPYC 7B13 64-Core Processor")
+        Some(
+            "Intel(R) Xeon(R) Processor (family 6, model 167, stepping 1; \
+             sse4_2 avx2 bmi2 avx512f avx512vl erms fsrm aes sha_ni)"
+        )
     );
+    // Another host's VM with the same name is another condition.
+    let other = CPUINFO.replace("model\t\t: 167", "model\t\t: 106");
+    assert_ne!(cpu_model(&other), cpu_model(CPUINFO));
+    let fewer = CPUINFO.replace(" avx512f avx512vl", "");
+    assert_ne!(cpu_model(&fewer), cpu_model(CPUINFO));
     // aarch64 kernels print no model name.
     assert_eq!(cpu_model("processor\t: 0\nBogoMIPS\t: 50.00\n"), None);
 }
@@ -160,6 +171,7 @@ fn run(commit: &str, cpu: &str, share: f64, rounds: &[f64], healthz_held: bool) 
             "GET /healthz": {
                 "cpu_efficiency_vs_baseline": share, "cpu_efficiency_rounds": rounds,
                 "cpu_us_per_request": 8.0 / share * 0.7, "rps": 120_000.0 * share / 0.7,
+                "baseline_cpu_us_per_request": 5.6,
                 "p99_ms_at_1000rps": 0.45,
             },
         },
@@ -188,6 +200,10 @@ fn a_budgeted_share_is_compared_with_the_spread_of_the_previous_rounds() {
         "{inside:#?}"
     );
     assert!(healthz.contains("CPU 8.00 -> 7.78 µs/req"), "{inside:#?}");
+    assert!(
+        healthz.contains("the baseline's 5.60 -> 5.60 µs/req (+0.0%)"),
+        "{inside:#?}"
+    );
     assert!(
         line_with(&inside, "commit: e84e251 -> abc1234").is_some(),
         "{inside:#?}"
@@ -231,8 +247,19 @@ fn runs_on_another_cpu_or_without_recorded_conditions_are_flagged() {
     let previous = run("e84e251", "Intel Xeon", 0.70, &[0.70], false);
     let now = run("e84e251", "AMD EPYC", 0.70, &[0.70], false);
     assert_eq!(
-        conditions_differ(&previous, &now),
+        conditions_differ(&previous, &now, &LOAD_CONDITIONS),
         ["cpu_model \"Intel Xeon\" -> \"AMD EPYC\""]
+    );
+    // Instruction counts do not move with the host's CPU (the program sees
+    // valgrind's), but do with valgrind.
+    assert!(conditions_differ(&previous, &now, &INSTRUCTION_CONDITIONS).is_empty());
+    let mut counted = now.clone();
+    counted["conditions"]["valgrind"] = json!("valgrind-3.24.0");
+    let mut counted_before = previous.clone();
+    counted_before["conditions"]["valgrind"] = json!("valgrind-3.19.0");
+    assert_eq!(
+        conditions_differ(&counted_before, &counted, &INSTRUCTION_CONDITIONS),
+        ["valgrind \"valgrind-3.19.0\" -> \"valgrind-3.24.0\""]
     );
     let lines = compare(&previous, &now);
     assert!(
@@ -270,5 +297,5 @@ fn runs_on_another_cpu_or_without_recorded_conditions_are_flagged() {
         "{lines:#?}"
     );
     // Conditions a run did not record are not differences.
-    assert!(conditions_differ(&old, &now).is_empty());
+    assert!(conditions_differ(&old, &now, &LOAD_CONDITIONS).is_empty());
 }
