@@ -244,9 +244,9 @@ pub fn conditions_differ(previous: &Value, now: &Value, keys: &[&str]) -> Vec<St
 /// print: the conditions that changed, then for each route the figure its
 /// budget is checked on (CPU per request as a share of the hyper
 /// baseline's, the median of the rounds) with whether it left the spread of
-/// the previous run's rounds, its CPU time, req/s and p99 at 1,000 req/s,
-/// then memory and start-up, then the budgets that started or stopped
-/// failing. Req/s, the noisiest figure (docs/performance.md), is no longer
+/// the previous run's rounds, its CPU time and the baseline's, req/s and
+/// p99 at 1,000 req/s, then memory and start-up, then the budgets that
+/// started or stopped holding. Req/s, the noisiest figure (docs/performance.md), is no longer
 /// the only one.
 pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
     let mut lines = Vec::new();
@@ -326,20 +326,19 @@ pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
             }
             // The baseline's own CPU time says whether the host moved: when
             // it moved as much as ours, the share did not.
-            for (key, what, unit) in [
-                ("cpu_us_per_request", "CPU", " µs/req"),
-                ("baseline_cpu_us_per_request", "the baseline's", " µs/req"),
-                ("rps", "", " req/s"),
+            for (key, label, unit, digits) in [
+                ("cpu_us_per_request", "CPU ", " µs/req", 2),
+                (
+                    "baseline_cpu_us_per_request",
+                    "the baseline's ",
+                    " µs/req",
+                    2,
+                ),
+                ("rps", "", " req/s", 0),
             ] {
                 if let (Some(a), Some(b)) = (before[key].as_f64(), route[key].as_f64()) {
-                    let digits = if unit == " req/s" { 0 } else { 2 };
-                    let what = if what.is_empty() {
-                        String::new()
-                    } else {
-                        format!("{what} ")
-                    };
                     parts.push(format!(
-                        "{what}{a:.digits$} -> {b:.digits$}{unit} ({})",
+                        "{label}{a:.digits$} -> {b:.digits$}{unit} ({})",
                         change(a, b)
                     ));
                 }
@@ -374,9 +373,9 @@ pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
     if let (Some(before), Some(after)) =
         (previous["budgets"].as_object(), now["budgets"].as_object())
     {
-        for (name, held) in after {
-            let held = held["held"].as_bool();
-            match (before.get(name).and_then(|b| b["held"].as_bool()), held) {
+        for (name, entry) in after {
+            let held = |budget: Option<&Value>| budget.and_then(|b| b["held"].as_bool());
+            match (held(before.get(name)), held(Some(entry))) {
                 (Some(true), Some(false)) => lines.push(format!("budget now failing: {name}")),
                 (Some(false), Some(true)) => lines.push(format!("budget now holding: {name}")),
                 _ => {}
