@@ -63,11 +63,12 @@ fn without(headers: &[(String, String)], names: &[&str]) -> Vec<(String, String)
 #[tokio::test]
 async fn the_references_answer_the_services_bytes_headers_included() {
     let app = TestApp::spawn().await;
-    let dir: PathBuf = std::env::temp_dir().join(format!(
+    let scratch = Scratch(std::env::temp_dir().join(format!(
         "hello-oauth-bench-reference-{}",
         std::process::id()
-    ));
-    std::fs::create_dir_all(&dir).unwrap();
+    )));
+    let dir = &scratch.0;
+    std::fs::create_dir_all(dir).unwrap();
     let mut captured = Vec::new();
     for (name, path) in [("healthz", "/healthz"), ("home", "/")] {
         let (headers, body) = fetch(&app.url(path)).await;
@@ -75,13 +76,13 @@ async fn the_references_answer_the_services_bytes_headers_included() {
             .iter()
             .map(|(k, v)| format!("{k}: {v}\r\n"))
             .collect();
-        reference::baseline::capture(&dir, name, &lines, &body);
+        reference::baseline::capture(dir, name, &lines, &body);
         captured.push((path, headers, body));
     }
 
-    let hyper = start(reference::baseline::serve, &dir, false).await;
-    let poem = start(reference::poem_on_hyper::serve, &dir, false).await;
-    let body_only = start(reference::baseline::serve, &dir, true).await;
+    let hyper = start(reference::baseline::serve, dir, false).await;
+    let poem = start(reference::poem_on_hyper::serve, dir, false).await;
+    let body_only = start(reference::baseline::serve, dir, true).await;
     for (path, service_headers, service_body) in &captured {
         // The service's own headers, security headers and request id
         // included; `date` is the moment's, written by hyper for all.
@@ -112,6 +113,15 @@ async fn the_references_answer_the_services_bytes_headers_included() {
             "{body_only}{path}"
         );
     }
-    let _ = std::fs::remove_dir_all(&dir);
     app.stop().await;
+}
+
+/// The captured answers' directory, removed when the test ends, an
+/// assertion's panic included (the reference servers read it at start).
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }
