@@ -56,7 +56,7 @@ pub fn oha() -> PathBuf {
     let p = home.join("bin/oha");
     assert!(
         p.exists(),
-        "oha not found: install it with `cargo install oha --locked --version 1.16.0` (scripts/bench does) or set OHA"
+        "oha not found: run scripts/bench, which installs the version it pins, or set OHA"
     );
     p
 }

@@ -294,18 +294,12 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     // Counts move with the compiler and the valgrind that counts as well as
     // with the code (not with the host's CPU: the program sees valgrind's):
     // say so when those changed.
-    let conditions = report::conditions(&[("valgrind", Path::new("valgrind"))]);
-    if !previous.is_null() && previous["conditions"].is_null() {
-        println!(
-            "  note: the previous run recorded no conditions (toolchain, valgrind): compare with care"
-        );
-    }
-    for difference in
-        report::conditions_differ(&previous, &conditions, &report::INSTRUCTION_CONDITIONS)
-    {
-        println!(
-            "  note: conditions differ from the previous run, compare with care: {difference}"
-        );
+    let conditions = report::conditions(&[("valgrind", Path::new("valgrind"), "--version")]);
+    if !previous.is_null() {
+        for note in report::condition_notes(&previous, &conditions, &report::INSTRUCTION_CONDITIONS)
+        {
+            println!("  note: {note}");
+        }
     }
     println!("{:<34} {:>12} {:>12}", "route", "instr/req", "previous");
     let mut results = serde_json::Map::new();
@@ -401,7 +395,6 @@ fn run(requests: u64, warmup: u64, json_path: &Path) {
     let report = json!({
         "requests": requests,
         "warmup": warmup,
-        "commit": conditions["commit"].clone(),
         "conditions": conditions,
         "routes": results,
         "references": references,

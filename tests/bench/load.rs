@@ -44,7 +44,7 @@ mod reference;
 mod report;
 use common::{Server, flag, free_port, log_in, oha, target_dir, wiki_env};
 use reference::baseline;
-use report::{Load, parse_proc_stat, parse_wrk, steal_percent};
+use report::{Load, median, parse_proc_stat, parse_wrk, route_json, steal_percent};
 
 // The Flask/uWSGI tutorial, measured in the same run (`--no-flask` skips it).
 #[path = "flask.rs"]
@@ -319,16 +319,6 @@ fn best(a: Load, b: Load) -> Load {
 /// gave ratios 20 points apart in two runs of the same build (49 and 70 %).
 const ROUNDS: u64 = 10;
 
-/// The median of some figures (NaN for none).
-fn median(mut xs: Vec<f64>) -> f64 {
-    xs.sort_by(f64::total_cmp);
-    match xs.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => xs[n / 2],
-        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
-    }
-}
-
 /// Several runs of one server as one: the median of each figure, the sums
 /// of the counts.
 fn combine(runs: &[Load]) -> Load {
@@ -393,7 +383,11 @@ fn run(secs: u64, json_path: &Path) -> i32 {
     );
     // What the figures depend on besides the code, printed and recorded so
     // that a comparison with another run can tell (`report::compare`).
-    let conditions = report::conditions(&[("oha", &oha()), ("wrk", &common::wrk())]);
+    let conditions = report::conditions(&[
+        ("oha", &oha(), "--version"),
+        // wrk prints its version for `-v`, and exits 1.
+        ("wrk", &common::wrk(), "-v"),
+    ]);
     if let Some(c) = conditions.as_object() {
         let listed: Vec<String> = c.iter().map(|(k, v)| format!("{k} {v}")).collect();
         println!("conditions: {}", listed.join(", "));
@@ -612,18 +606,7 @@ fn run(secs: u64, json_path: &Path) -> i32 {
         );
         json_routes.insert(
             route.name.into(),
-            json!({
-                "rps": sat.rps, "cpu_us_per_request": sat.cpu_us,
-                "p50_ms": sat.p50_ms, "p99_ms": sat.p99_ms,
-                "p50_ms_at_1000rps": fixed.p50_ms, "p99_ms_at_1000rps": fixed.p99_ms,
-                "requests": sat.requests + fixed.requests, "errors": errors,
-                "baseline_rps": base.map(|b| b.rps),
-                "baseline_cpu_us_per_request": base.map(|b| b.cpu_us),
-                "baseline_p99_ms_at_1000rps": base_fixed.get(route.name).map(|b| b.p99_ms),
-                "ratio_to_baseline": ratio,
-                "cpu_efficiency_vs_baseline": efficiency,
-                "cpu_efficiency_rounds": rounds,
-            }),
+            route_json(sat, fixed, base, base_fixed.get(route.name), rounds),
         );
     }
     for (name, b) in &base_results {
@@ -740,15 +723,12 @@ fn run(secs: u64, json_path: &Path) -> i32 {
 
     // Budgets (docs/performance.md).
     // Each budget under a name that does not change with its figure, so
-    // that the next run's comparison finds it (`report::compare`).
-    let mut failed = Vec::new();
-    let mut budgets = serde_json::Map::new();
+    // that the next run's comparison finds it (`report::compare`), with
+    // whether it held and the line printed for it.
+    let mut checked: Vec<(String, bool, String)> = Vec::new();
     let mut check = |name: String, ok: bool, what: String| {
         println!("  [{}] {what}", if ok { " ok " } else { "FAIL" });
-        budgets.insert(name, json!({ "held": ok, "line": what }));
-        if !ok {
-            failed.push(what);
-        }
+        checked.push((name, ok, what));
     };
     println!("\nbudgets:");
     let ratio = |name: &str| efficiencies.get(name).map(|r| median(r.clone()));
@@ -820,6 +800,16 @@ fn run(secs: u64, json_path: &Path) -> i32 {
             format!("{name}: no errors and no non-2xx answers"),
         );
     }
+
+    let failed: Vec<&String> = checked
+        .iter()
+        .filter(|(_, ok, _)| !ok)
+        .map(|(_, _, what)| what)
+        .collect();
+    let budgets: serde_json::Map<String, Value> = checked
+        .iter()
+        .map(|(name, ok, what)| (name.clone(), json!({ "held": ok, "line": what })))
+        .collect();
 
     // A route's CPU per request as a share of a reference's, through the
     // baseline both were measured against. Not budgets. Against bare poem

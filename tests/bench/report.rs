@@ -21,6 +21,43 @@ pub struct Load {
     pub non_2xx: u64,
 }
 
+/// The median of some figures (NaN for none).
+pub fn median(mut xs: Vec<f64>) -> f64 {
+    xs.sort_by(f64::total_cmp);
+    match xs.len() {
+        0 => f64::NAN,
+        n if n % 2 == 1 => xs[n / 2],
+        n => (xs[n / 2 - 1] + xs[n / 2]) / 2.0,
+    }
+}
+
+/// One route's figures as the load bench writes them under `"routes"` and
+/// [`compare`] reads them: the saturation run `sat`, the 1,000 req/s run
+/// `fixed`, the baseline's saturation and 1,000 req/s runs when the route
+/// has one, and the rounds' CPU ratios to it (their median is what the
+/// route's budget is checked on).
+pub fn route_json(
+    sat: &Load,
+    fixed: &Load,
+    base: Option<&Load>,
+    base_fixed: Option<&Load>,
+    rounds: Option<&Vec<f64>>,
+) -> Value {
+    serde_json::json!({
+        "rps": sat.rps, "cpu_us_per_request": sat.cpu_us,
+        "p50_ms": sat.p50_ms, "p99_ms": sat.p99_ms,
+        "p50_ms_at_1000rps": fixed.p50_ms, "p99_ms_at_1000rps": fixed.p99_ms,
+        "requests": sat.requests + fixed.requests,
+        "errors": sat.errors + sat.non_2xx + fixed.errors + fixed.non_2xx,
+        "baseline_rps": base.map(|b| b.rps),
+        "baseline_cpu_us_per_request": base.map(|b| b.cpu_us),
+        "baseline_p99_ms_at_1000rps": base_fixed.map(|b| b.p99_ms),
+        "ratio_to_baseline": base.map(|b| sat.rps / b.rps),
+        "cpu_efficiency_vs_baseline": rounds.map(|r| median(r.clone())),
+        "cpu_efficiency_rounds": rounds,
+    })
+}
+
 /// Reads wrk's text report (`--latency`) into a [`Load`] without its CPU
 /// figure; None if a figure is missing.
 pub fn parse_wrk(text: &str) -> Option<Load> {
@@ -155,10 +192,11 @@ pub const FEATURES: [&str; 10] = [
 
 /// This run's conditions (the CPU, the kernel, the toolchain and the
 /// `tools` a bench runs, each as the tool or `/proc` tells it) and its
-/// commit, for the bench's JSON. `tools` are `(key, binary)`: oha and wrk
-/// for the load bench, valgrind for the instructions bench. What cannot be
-/// read is left out rather than guessed.
-pub fn conditions(tools: &[(&str, &std::path::Path)]) -> Value {
+/// commit, for the bench's JSON. `tools` are `(key, binary, the argument
+/// that makes it print its version)`: oha and wrk for the load bench,
+/// valgrind for the instructions bench. What cannot be read is left out
+/// rather than guessed.
+pub fn conditions(tools: &[(&str, &std::path::Path, &str)]) -> Value {
     use std::process::Command;
     let first_line = |cmd: &mut Command| -> Option<String> {
         let out = cmd.output().ok()?;
@@ -199,9 +237,8 @@ pub fn conditions(tools: &[(&str, &std::path::Path)]) -> Value {
             .map(|k| k.trim().to_owned()),
     );
     put("rustc", first_line(Command::new("rustc").arg("-V")));
-    for (key, binary) in tools {
-        let flag = if *key == "wrk" { "-v" } else { "--version" };
-        put(key, first_line(Command::new(binary).arg(flag)));
+    for (key, binary, version) in tools {
+        put(key, first_line(Command::new(binary).arg(version)));
     }
     if c.contains_key("commit") {
         // Uncommitted changes to tracked files make the commit a lie.
@@ -226,6 +263,22 @@ pub const LOAD_CONDITIONS: [&str; 5] = ["cpu_model", "kernel", "rustc", "oha", "
 /// What instruction counts depend on besides the code: the compiler and
 /// the valgrind that counts (whose CPU the program sees, not the host's).
 pub const INSTRUCTION_CONDITIONS: [&str; 2] = ["rustc", "valgrind"];
+
+/// What both benches print before comparing figures with the previous run:
+/// that it recorded no conditions (a file from before session 14), or which
+/// of `keys` differ, each a reason to read the figures with care.
+pub fn condition_notes(previous: &Value, now: &Value, keys: &[&str]) -> Vec<String> {
+    if previous["conditions"].is_null() {
+        return vec![format!(
+            "the previous run recorded no conditions ({}): compare with care",
+            keys.join(", ")
+        )];
+    }
+    conditions_differ(previous, now, keys)
+        .into_iter()
+        .map(|difference| format!("conditions differ, compare with care: {difference}"))
+        .collect()
+}
 
 /// The conditions among `keys` that differ between two runs' JSON, one line
 /// each (`cpu_model "A" -> "B"`); a condition either run did not record is
@@ -259,18 +312,7 @@ pub fn compare(previous: &Value, now: &Value) -> Vec<String> {
         }
     };
     lines.push(format!("commit: {} -> {}", commit(previous), commit(now)));
-    if previous["conditions"].is_null() {
-        lines.push(
-            "the previous run recorded no conditions (CPU, kernel, toolchain, load generators): \
-             compare with care"
-                .to_owned(),
-        );
-    }
-    for difference in conditions_differ(previous, now, &LOAD_CONDITIONS) {
-        lines.push(format!(
-            "conditions differ, compare with care: {difference}"
-        ));
-    }
+    lines.extend(condition_notes(previous, now, &LOAD_CONDITIONS));
     if let (Some(a), Some(b)) = (
         previous["duration_seconds"].as_u64(),
         now["duration_seconds"].as_u64(),

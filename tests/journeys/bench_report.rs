@@ -8,8 +8,8 @@
 mod report;
 
 use report::{
-    INSTRUCTION_CONDITIONS, LOAD_CONDITIONS, compare, conditions, conditions_differ, cpu_model,
-    parse_proc_stat, parse_wrk, steal_percent,
+    INSTRUCTION_CONDITIONS, LOAD_CONDITIONS, Load, compare, conditions, conditions_differ,
+    cpu_model, median, parse_proc_stat, parse_wrk, route_json, steal_percent,
 };
 use serde_json::{Value, json};
 
@@ -142,7 +142,7 @@ fn the_cpu_is_told_apart_by_model_and_features_not_its_name_alone() {
 
 #[test]
 fn this_runs_conditions_are_read_and_what_cannot_be_is_left_out() {
-    let c = conditions(&[("oha", std::path::Path::new("/nonexistent/oha"))]);
+    let c = conditions(&[("oha", std::path::Path::new("/nonexistent/oha"), "--version")]);
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
     assert_eq!(c["kernel"].as_str(), Some(kernel.trim()), "{c}");
     assert!(
@@ -162,18 +162,32 @@ fn this_runs_conditions_are_read_and_what_cannot_be_is_left_out() {
     }
 }
 
-/// A run's JSON as the load bench writes it, cut to what `compare` reads.
-fn run(commit: &str, cpu: &str, share: f64, rounds: &[f64], healthz_held: bool) -> Value {
+/// A run's JSON as the load bench writes it (its routes through the bench's
+/// own `route_json`), cut to one route, memory and two budgets: `/healthz`
+/// with these rounds' CPU ratios to a baseline at 5.6 µs a request.
+fn run(commit: &str, cpu: &str, rounds: &[f64], healthz_held: bool) -> Value {
+    let share = median(rounds.to_vec());
+    let sat = Load {
+        rps: 120_000.0 * share / 0.7,
+        cpu_us: 8.0 * 0.7 / share,
+        requests: 1_000_000,
+        ..Load::default()
+    };
+    let fixed = Load {
+        rps: 1000.0,
+        p99_ms: 0.45,
+        requests: 10_000,
+        ..Load::default()
+    };
+    let base = Load {
+        cpu_us: 5.6,
+        ..Load::default()
+    };
     json!({
         "conditions": {"commit": commit, "dirty": false, "cpu_model": cpu,
                        "kernel": "6.18.0", "rustc": "rustc 1.95.0", "oha": "oha 1.16.0"},
         "routes": {
-            "GET /healthz": {
-                "cpu_efficiency_vs_baseline": share, "cpu_efficiency_rounds": rounds,
-                "cpu_us_per_request": 8.0 / share * 0.7, "rps": 120_000.0 * share / 0.7,
-                "baseline_cpu_us_per_request": 5.6,
-                "p99_ms_at_1000rps": 0.45,
-            },
+            "GET /healthz": route_json(&sat, &fixed, Some(&base), None, Some(&rounds.to_vec())),
         },
         "idle_rss_mib": 10.0, "startup_ms": 7.2,
         "budgets": {
@@ -189,10 +203,10 @@ fn line_with<'a>(lines: &'a [String], needle: &str) -> Option<&'a String> {
 
 #[test]
 fn a_budgeted_share_is_compared_with_the_spread_of_the_previous_rounds() {
-    let previous = run("e84e251", "EPYC", 0.70, &[0.63, 0.70, 0.73], false);
+    let previous = run("e84e251", "EPYC", &[0.63, 0.70, 0.73], false);
     let inside = compare(
         &previous,
-        &run("abc1234", "EPYC", 0.72, &[0.71, 0.72], false),
+        &run("abc1234", "EPYC", &[0.71, 0.72, 0.73], false),
     );
     let healthz = line_with(&inside, "GET /healthz").unwrap();
     assert!(
@@ -217,7 +231,7 @@ fn a_budgeted_share_is_compared_with_the_spread_of_the_previous_rounds() {
 
     let outside = compare(
         &previous,
-        &run("abc1234", "EPYC", 0.81, &[0.80, 0.82], true),
+        &run("abc1234", "EPYC", &[0.80, 0.81, 0.82], true),
     );
     let healthz = line_with(&outside, "GET /healthz").unwrap();
     assert!(
@@ -233,7 +247,7 @@ fn a_budgeted_share_is_compared_with_the_spread_of_the_previous_rounds() {
         "{outside:#?}"
     );
     let back = compare(
-        &run("abc1234", "EPYC", 0.81, &[0.80, 0.82], true),
+        &run("abc1234", "EPYC", &[0.80, 0.81, 0.82], true),
         &previous,
     );
     assert!(
@@ -244,8 +258,8 @@ fn a_budgeted_share_is_compared_with_the_spread_of_the_previous_rounds() {
 
 #[test]
 fn runs_on_another_cpu_or_without_recorded_conditions_are_flagged() {
-    let previous = run("e84e251", "Intel Xeon", 0.70, &[0.70], false);
-    let now = run("e84e251", "AMD EPYC", 0.70, &[0.70], false);
+    let previous = run("e84e251", "Intel Xeon", &[0.70], false);
+    let now = run("e84e251", "AMD EPYC", &[0.70], false);
     assert_eq!(
         conditions_differ(&previous, &now, &LOAD_CONDITIONS),
         ["cpu_model \"Intel Xeon\" -> \"AMD EPYC\""]
@@ -269,7 +283,7 @@ fn runs_on_another_cpu_or_without_recorded_conditions_are_flagged() {
 
     // A JSON from before the conditions were recorded (session 13's), and a
     // route it did not have.
-    let mut old = run("", "", 0.70, &[0.70], false);
+    let mut old = run("", "", &[0.70], false);
     old.as_object_mut().unwrap().remove("conditions");
     let mut now = now;
     now["routes"]["GET /metrics"] = json!({"rps": 1.0});
